@@ -1,0 +1,96 @@
+//! Platforms: the code that speaks to one kind of target. Each target runs in a worker task of
+//! its own; the worker sends [`Update`]s to the store and takes [`Request`]s from the actuator
+//! and the UI.
+//!
+//! Not for deciding anything: a worker reports what it sees and does what it is told.
+
+pub mod docker;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use crate::model::{ConnState, EngineEvent, Replica, StatsSample, SwarmService, WorkloadId};
+use crate::text::SafeLine;
+
+/// What a worker tells the store. Every update names its target.
+#[derive(Debug)]
+pub enum Update {
+    /// The worker connected, lost its connection or is retrying.
+    Connection { target: String, state: ConnState },
+    /// A complete picture of the target, replacing whatever the store held for it.
+    Snapshot {
+        target: String,
+        replicas: Vec<Replica>,
+        services: Vec<SwarmService>,
+    },
+    /// A replica appeared or changed.
+    Replica { target: String, replica: Replica },
+    /// A replica is gone (destroyed).
+    ReplicaRemoved { target: String, id: String },
+    /// A Swarm service appeared or changed.
+    Service { target: String, service: SwarmService },
+    /// A Swarm service is gone.
+    ServiceRemoved { target: String, id: String },
+    /// A stats point for one replica.
+    Stats {
+        target: String,
+        id: String,
+        sample: StatsSample,
+    },
+    /// Something the engine reported.
+    Event { target: String, event: EngineEvent },
+    /// Lines of a followed log, already sanitized; `stream` is the id given in the request.
+    Logs { stream: u64, lines: Vec<LogRecord> },
+    /// A followed log ended (replica gone, connection lost, or stopped on request).
+    LogsEnded {
+        stream: u64,
+        replica: String,
+        reason: String,
+    },
+}
+
+/// One line of a replica's output, made safe for the terminal by [`crate::text::sanitize`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    /// Container name of the replica that printed it.
+    pub replica: String,
+    pub stderr: bool,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub line: SafeLine,
+}
+
+/// Where a log stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStart {
+    /// The last N lines, then follow.
+    Tail(u64),
+    /// Everything up to (not including) this time, without following: earlier lines on scroll.
+    Before(DateTime<Utc>, u64),
+}
+
+/// What the actuator or the UI asks a worker to do.
+#[derive(Debug)]
+pub enum Request {
+    /// Restart one replica (by container id).
+    Restart {
+        id: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Set the replica count of a workload.
+    Scale {
+        workload: WorkloadId,
+        replicas: u64,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Start following the logs of these replicas (container ids) under the given stream id;
+    /// any earlier stream with the same id is stopped first.
+    FollowLogs {
+        stream: u64,
+        replicas: Vec<(String, String)>,
+        start: LogStart,
+    },
+    /// Stop a log stream.
+    StopLogs { stream: u64 },
+    /// Inspect one replica now (env, security) and send it as an [`Update::Replica`].
+    Inspect { id: String },
+}
