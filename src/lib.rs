@@ -3,6 +3,11 @@
 //! Platforms and metric sources feed the store; the UI and (later) the autoscaler read it;
 //! actions flow back through the actuator to the platforms.
 
+pub mod config;
+pub mod keymap;
+pub mod logbuf;
 pub mod model;
+pub mod paths;
 pub mod platform;
 pub mod text;
+pub mod theme;
