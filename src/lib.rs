@@ -4,6 +4,7 @@
 //! actions flow back through the actuator to the platforms.
 
 pub mod config;
+pub mod fsutil;
 pub mod keymap;
 pub mod logbuf;
 pub mod model;
