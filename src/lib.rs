@@ -3,12 +3,17 @@
 //! Platforms and metric sources feed the store; the UI and (later) the autoscaler read it;
 //! actions flow back through the actuator to the platforms.
 
+pub mod actuator;
+pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod keymap;
 pub mod logbuf;
+pub mod logging;
 pub mod model;
 pub mod paths;
 pub mod platform;
+pub mod store;
 pub mod text;
 pub mod theme;
+// pub mod ui; (enabled once the keymap lands)

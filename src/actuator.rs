@@ -1,0 +1,332 @@
+//! The actuator: the one path every action takes to a target. It refuses everything in
+//! read-only mode, refuses an unconfirmed destructive action, hands the rest to the target's
+//! worker, and writes one audit line per action with its outcome.
+//!
+//! Not for deciding what to do (the UI and, later, the autoscaler do) and not for speaking to
+//! a platform (the workers do).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::fsutil;
+use crate::model::WorkloadId;
+use crate::platform::Request;
+
+/// What an action does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Restart one replica of the workload.
+    Restart { replica_id: String, replica: String },
+    /// Set the workload's replica count; `from` is the count the operator saw.
+    Scale { from: u64, to: u64 },
+}
+
+/// One action on one workload, as asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRequest {
+    pub workload: WorkloadId,
+    pub kind: ActionKind,
+    /// Who asks: `operator` for the console, later `autoscaler` or `cli`.
+    pub origin: &'static str,
+    /// Set once the operator answered yes to [`ActionRequest::confirmation`].
+    pub confirmed: bool,
+}
+
+impl ActionRequest {
+    /// The question to ask before this action runs, or `None` when it needs no confirmation.
+    pub fn confirmation(&self) -> Option<String> {
+        match &self.kind {
+            ActionKind::Scale { to: 0, .. } => Some(format!(
+                "Scale {} to 0? Every replica will be stopped and removed.",
+                self.workload.name
+            )),
+            ActionKind::Scale { from, to } if to < from => Some(format!(
+                "Scale {} from {from} to {to}? {} replica(s) will be stopped and removed.",
+                self.workload.name,
+                from - to
+            )),
+            ActionKind::Scale { .. } => None,
+            ActionKind::Restart { replica, .. } => Some(format!("Restart {replica}?")),
+        }
+    }
+
+    /// A short phrase for status lines: `scale shop/web 2 → 4`.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            ActionKind::Restart { replica, .. } => format!("restart {replica}"),
+            ActionKind::Scale { from, to } => {
+                format!("scale {} {from} → {to}", self.workload.name)
+            }
+        }
+    }
+}
+
+/// Why the actuator would not run an action.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("read-only mode: {0} refused (start without --read-only to act)")]
+    ReadOnly(String),
+    #[error("{0}")]
+    NeedsConfirmation(String),
+    #[error("no worker for target {0}: it is not configured")]
+    UnknownTarget(String),
+}
+
+/// The result of an action that ran, sent back to whoever watches outcomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionOutcome {
+    pub request: ActionRequest,
+    pub result: Result<String, String>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Serialize)]
+struct AuditEntry<'a> {
+    time: String,
+    user: &'a str,
+    host: &'a str,
+    origin: &'a str,
+    target: &'a str,
+    workload: &'a str,
+    #[serde(flatten)]
+    kind: &'a ActionKind,
+    outcome: &'a str,
+    message: &'a str,
+}
+
+/// The audit log writer: JSON lines, one per action, appended.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+    user: String,
+    host: String,
+}
+
+impl AuditLog {
+    /// An audit log at `path`, recording the current user and host name.
+    pub fn new(path: PathBuf) -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".to_string());
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        AuditLog { path, user, host }
+    }
+
+    /// Append one entry; a failure to write is logged, never fatal to the action.
+    pub fn record(&self, req: &ActionRequest, outcome: &str, message: &str) {
+        let entry = AuditEntry {
+            time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            user: &self.user,
+            host: &self.host,
+            origin: req.origin,
+            target: &req.workload.target,
+            workload: &req.workload.name,
+            kind: &req.kind,
+            outcome,
+            message,
+        };
+        let line = match serde_json::to_string(&entry) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode audit entry");
+                return;
+            }
+        };
+        if let Err(e) = fsutil::append_line(&self.path, &line) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot write audit log");
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// The single path from an intent to a target.
+#[derive(Clone)]
+pub struct Actuator {
+    read_only: bool,
+    audit: Arc<AuditLog>,
+    workers: HashMap<String, mpsc::Sender<Request>>,
+    outcomes: mpsc::UnboundedSender<ActionOutcome>,
+}
+
+impl Actuator {
+    /// An actuator sending to `workers` (by target name) and reporting on `outcomes`.
+    pub fn new(
+        read_only: bool,
+        audit: AuditLog,
+        workers: HashMap<String, mpsc::Sender<Request>>,
+        outcomes: mpsc::UnboundedSender<ActionOutcome>,
+    ) -> Self {
+        Actuator {
+            read_only,
+            audit: Arc::new(audit),
+            workers,
+            outcomes,
+        }
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Check and start an action. Refusals come back at once; the outcome of an action that
+    /// started comes later on the outcomes channel. Must be called inside a tokio runtime.
+    pub fn submit(&self, req: ActionRequest) -> Result<(), Refusal> {
+        if self.read_only {
+            let refusal = Refusal::ReadOnly(req.describe());
+            self.audit.record(&req, "refused", &refusal.to_string());
+            return Err(refusal);
+        }
+        if let Some(question) = req.confirmation().filter(|_| !req.confirmed) {
+            return Err(Refusal::NeedsConfirmation(question));
+        }
+        let Some(worker) = self.workers.get(&req.workload.target).cloned() else {
+            let refusal = Refusal::UnknownTarget(req.workload.target.clone());
+            self.audit.record(&req, "refused", &refusal.to_string());
+            return Err(refusal);
+        };
+        let audit = Arc::clone(&self.audit);
+        let outcomes = self.outcomes.clone();
+        tokio::spawn(async move {
+            let result = run_on_worker(&worker, &req).await;
+            let (outcome, message) = match &result {
+                Ok(m) => ("ok", m.as_str()),
+                Err(m) => ("failed", m.as_str()),
+            };
+            tracing::info!(action = %req.describe(), outcome, message, "action finished");
+            audit.record(&req, outcome, message);
+            // The receiver is gone only while the app shuts down; nothing is left to tell.
+            let _ = outcomes.send(ActionOutcome {
+                request: req,
+                result,
+            });
+        });
+        Ok(())
+    }
+}
+
+async fn run_on_worker(
+    worker: &mpsc::Sender<Request>,
+    req: &ActionRequest,
+) -> Result<String, String> {
+    let (reply, answer) = oneshot::channel();
+    let request = match &req.kind {
+        ActionKind::Restart { replica_id, .. } => Request::Restart {
+            id: replica_id.clone(),
+            reply,
+        },
+        ActionKind::Scale { to, .. } => Request::Scale {
+            workload: req.workload.clone(),
+            replicas: *to,
+            reply,
+        },
+    };
+    let gone = || format!("the worker for {} has stopped", req.workload.target);
+    worker.send(request).await.map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WorkloadKind;
+
+    fn scale(from: u64, to: u64, confirmed: bool) -> ActionRequest {
+        ActionRequest {
+            workload: WorkloadId {
+                target: "local".to_string(),
+                kind: WorkloadKind::Compose,
+                name: "shop/web".to_string(),
+            },
+            kind: ActionKind::Scale { from, to },
+            origin: "operator",
+            confirmed,
+        }
+    }
+
+    fn actuator(read_only: bool, dir: &std::path::Path) -> (Actuator, mpsc::Receiver<Request>) {
+        let (tx, rx) = mpsc::channel(4);
+        let (otx, _orx) = mpsc::unbounded_channel();
+        let workers = HashMap::from([("local".to_string(), tx)]);
+        let audit = AuditLog::new(dir.join("audit.jsonl"));
+        (Actuator::new(read_only, audit, workers, otx), rx)
+    }
+
+    fn audit_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn scaling_down_or_to_zero_asks_first_and_scaling_up_does_not() {
+        assert!(scale(3, 1, false).confirmation().is_some());
+        assert!(scale(1, 0, false).confirmation().unwrap().contains("to 0"));
+        assert_eq!(scale(1, 4, false).confirmation(), None);
+    }
+
+    #[tokio::test]
+    async fn read_only_mode_refuses_at_the_actuator_and_audits_the_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (act, mut rx) = actuator(true, dir.path());
+        let err = act.submit(scale(1, 4, true)).unwrap_err();
+        assert!(matches!(err, Refusal::ReadOnly(_)));
+        assert!(rx.try_recv().is_err(), "nothing may reach the worker");
+        let lines = audit_lines(dir.path());
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["outcome"], "refused");
+        assert_eq!(lines[0]["action"], "scale");
+        assert_eq!(lines[0]["to"], 4);
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_scale_down_never_reaches_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let (act, mut rx) = actuator(false, dir.path());
+        let err = act.submit(scale(3, 1, false)).unwrap_err();
+        assert!(matches!(err, Refusal::NeedsConfirmation(_)));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_finished_action_is_audited_with_its_outcome_user_and_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let (otx, mut orx) = mpsc::unbounded_channel();
+        let workers = HashMap::from([("local".to_string(), tx)]);
+        let act = Actuator::new(
+            false,
+            AuditLog::new(dir.path().join("audit.jsonl")),
+            workers,
+            otx,
+        );
+        act.submit(scale(3, 1, true)).unwrap();
+        match rx.recv().await {
+            Some(Request::Scale {
+                replicas, reply, ..
+            }) => {
+                assert_eq!(replicas, 1);
+                reply.send(Err("engine said no".to_string())).unwrap();
+            }
+            other => panic!("expected a scale request, got {other:?}"),
+        }
+        let outcome = orx.recv().await.unwrap();
+        assert_eq!(outcome.result, Err("engine said no".to_string()));
+        let lines = audit_lines(dir.path());
+        assert_eq!(lines[0]["outcome"], "failed");
+        assert_eq!(lines[0]["message"], "engine said no");
+        assert_eq!(lines[0]["workload"], "shop/web");
+        assert!(lines[0]["user"].as_str().is_some_and(|u| !u.is_empty()));
+        assert!(lines[0]["host"].as_str().is_some_and(|h| !h.is_empty()));
+    }
+}

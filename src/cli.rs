@@ -1,0 +1,87 @@
+//! The command line: flags of the console and its subcommands.
+//!
+//! Not for running anything: `main.rs` acts on what is parsed here.
+
+use clap::{Parser, Subcommand};
+
+/// A keyboard-driven terminal console for containers, with a built-in autoscaler.
+#[derive(Debug, Parser)]
+#[command(name = "pilothouse", disable_version_flag = true, about, long_about = None)]
+pub struct Cli {
+    /// Print the version and the paths of the files in use, then exit.
+    #[arg(short = 'V', long)]
+    pub version: bool,
+
+    /// Docker host to use instead of the targets in config.toml (unix://, tcp://, http://).
+    /// Without it and without targets in config.toml, DOCKER_HOST or the local socket is used.
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    /// Refuse every action (scale, restart, ...) at the actuator; look, don't touch.
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Theme name: dark, light, high-contrast, or themes/NAME.toml in the config directory.
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+
+    /// Keymap name: keymaps/NAME.toml in the config directory, over the default.
+    #[arg(long, value_name = "NAME")]
+    pub keymap: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands that do one thing and exit.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+/// Write the man page of the whole command line to `out`.
+pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)
+}
+
+/// Write a completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "pilothouse", out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_man_page_names_the_program_and_documents_read_only() {
+        let mut out = Vec::new();
+        write_man_page(&mut out).unwrap();
+        let page = String::from_utf8(out).unwrap();
+        assert!(page.contains(".TH pilothouse"), "{page}");
+        assert!(page.contains("read\\-only"), "{page}");
+    }
+
+    #[test]
+    fn bash_completions_offer_the_subcommands() {
+        let mut out = Vec::new();
+        write_completions(clap_complete::Shell::Bash, &mut out);
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains("completions") && script.contains("--docker-host"));
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

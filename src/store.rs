@@ -1,0 +1,571 @@
+//! The store: what the platform workers have reported, kept per target, with the workloads
+//! derived from it and short stats series for sparklines.
+//!
+//! Not for talking to any platform, and not for rendering: workers feed it [`Update`]s, the UI
+//! and the autoscaler read it. It holds no locks; its owner applies updates in one place.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    ConnState, EngineEvent, Health, PlatformKind, Replica, StatsSample, SwarmService, WorkloadId,
+    WorkloadKind,
+};
+use crate::platform::Update;
+
+/// How many engine events each target keeps for the detail pane.
+const EVENTS_KEPT: usize = 200;
+
+/// Label names that group containers into workloads.
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+pub const GROUP_LABEL: &str = "pilothouse.group";
+pub const SWARM_SERVICE_NAME: &str = "com.docker.swarm.service.name";
+
+/// Everything known about one target.
+#[derive(Debug, Clone)]
+pub struct TargetState {
+    pub name: String,
+    pub platform: PlatformKind,
+    pub conn: ConnState,
+    pub replicas: HashMap<String, Replica>,
+    pub services: HashMap<String, SwarmService>,
+    /// Newest last.
+    pub events: VecDeque<EngineEvent>,
+}
+
+/// A workload as the tables show it: its replicas and their aggregate state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub id: WorkloadId,
+    /// Replica ids, in replica-number order (then name).
+    pub replicas: Vec<String>,
+    pub ready: usize,
+    /// Replicas asked for: a Swarm service's count, otherwise the containers that exist.
+    pub desired: usize,
+    /// The image of the newest replica (or the service's image).
+    pub image: String,
+    /// A one-word summary: `running`, `partial`, `exited`, `created`, `restarting`...
+    pub state: String,
+    /// The worst health among replicas that report one.
+    pub health: Option<Health>,
+    /// The earliest start among running replicas.
+    pub started_at: Option<DateTime<Utc>>,
+    pub restarts: u64,
+    /// Published ports of all replicas, deduplicated, as `host->container/proto`.
+    pub ports: Vec<String>,
+    /// Sum over replicas of their latest stats; `None` when no replica has reported yet.
+    pub stats: Option<StatsSample>,
+}
+
+/// The state every front end reads.
+#[derive(Debug, Default)]
+pub struct Store {
+    targets: Vec<TargetState>,
+    stats: HashMap<(String, String), VecDeque<StatsSample>>,
+    stats_history: usize,
+    workloads: Vec<Workload>,
+    workloads_stale: bool,
+}
+
+/// What an update changed, so the UI knows how soon to redraw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    None,
+    /// Numbers only (stats): a redraw can wait for the next tick.
+    Numbers,
+    /// Rows, states or connections: redraw at the next frame.
+    Structure,
+}
+
+impl Store {
+    /// A store keeping `stats_history` points per replica.
+    pub fn new(stats_history: usize) -> Self {
+        Store {
+            stats_history: stats_history.max(2),
+            ..Store::default()
+        }
+    }
+
+    /// Register a target before its worker reports, so the header can show it connecting.
+    pub fn add_target(&mut self, name: &str, platform: PlatformKind) {
+        if self.target(name).is_none() {
+            self.targets.push(TargetState {
+                name: name.to_string(),
+                platform,
+                conn: ConnState::Connecting,
+                replicas: HashMap::new(),
+                services: HashMap::new(),
+                events: VecDeque::new(),
+            });
+        }
+    }
+
+    pub fn targets(&self) -> &[TargetState] {
+        &self.targets
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetState> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    fn target_mut(&mut self, name: &str) -> &mut TargetState {
+        if let Some(i) = self.targets.iter().position(|t| t.name == name) {
+            return &mut self.targets[i];
+        }
+        self.add_target(name, PlatformKind::Docker);
+        let last = self.targets.len() - 1;
+        &mut self.targets[last]
+    }
+
+    /// Apply one update from a worker. Log updates are not the store's and change nothing.
+    pub fn apply(&mut self, update: &Update) -> Change {
+        match update {
+            Update::Connection { target, state } => {
+                self.target_mut(target).conn = state.clone();
+                Change::Structure
+            }
+            Update::Snapshot {
+                target,
+                replicas,
+                services,
+            } => {
+                let t = self.target_mut(target);
+                t.replicas = replicas.iter().map(|r| (r.id.clone(), r.clone())).collect();
+                t.services = services.iter().map(|s| (s.id.clone(), s.clone())).collect();
+                let live: Vec<String> = t.replicas.keys().cloned().collect();
+                let target = target.clone();
+                self.stats
+                    .retain(|(t, id), _| *t != target || live.contains(id));
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::Replica { target, replica } => {
+                let t = self.target_mut(target);
+                t.replicas.insert(replica.id.clone(), replica.clone());
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::ReplicaRemoved { target, id } => {
+                self.target_mut(target).replicas.remove(id);
+                self.stats.remove(&(target.clone(), id.clone()));
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::Service { target, service } => {
+                let t = self.target_mut(target);
+                t.services.insert(service.id.clone(), service.clone());
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::ServiceRemoved { target, id } => {
+                self.target_mut(target).services.remove(id);
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::Stats { target, id, sample } => self.record_stats(target, id, *sample),
+            Update::Event { target, event } => {
+                let events = &mut self.target_mut(target).events;
+                if events.len() == EVENTS_KEPT {
+                    events.pop_front();
+                }
+                events.push_back(event.clone());
+                Change::Structure
+            }
+            Update::Logs { .. } | Update::LogsEnded { .. } => Change::None,
+        }
+    }
+
+    fn record_stats(&mut self, target: &str, id: &str, sample: StatsSample) -> Change {
+        let known = self
+            .target(target)
+            .is_some_and(|t| t.replicas.contains_key(id));
+        if !known {
+            return Change::None;
+        }
+        let series = self
+            .stats
+            .entry((target.to_string(), id.to_string()))
+            .or_default();
+        if series.len() == self.stats_history {
+            series.pop_front();
+        }
+        series.push_back(sample);
+        self.workloads_stale = true;
+        Change::Numbers
+    }
+
+    /// The stats series of one replica, oldest first.
+    pub fn replica_stats(&self, target: &str, id: &str) -> Option<&VecDeque<StatsSample>> {
+        self.stats.get(&(target.to_string(), id.to_string()))
+    }
+
+    /// The summed stats series of a workload's replicas, aligned on their newest points.
+    pub fn workload_series(&self, workload: &Workload) -> Vec<StatsSample> {
+        let mut out: Vec<StatsSample> = Vec::new();
+        for id in &workload.replicas {
+            let Some(series) = self.replica_stats(&workload.id.target, id) else {
+                continue;
+            };
+            if series.len() > out.len() {
+                let missing = series.len() - out.len();
+                out.splice(0..0, std::iter::repeat_n(StatsSample::default(), missing));
+            }
+            let offset = out.len() - series.len();
+            for (slot, s) in out[offset..].iter_mut().zip(series) {
+                add_sample(slot, s);
+            }
+        }
+        out
+    }
+
+    /// The replica with this id on this target.
+    pub fn replica(&self, target: &str, id: &str) -> Option<&Replica> {
+        self.target(target)?.replicas.get(id)
+    }
+
+    /// The workloads of every target, ordered by target then name. Recomputed only after a
+    /// change, so calling it once per frame is cheap.
+    pub fn workloads(&mut self) -> &[Workload] {
+        if self.workloads_stale {
+            self.workloads = self.derive_workloads();
+            self.workloads_stale = false;
+        }
+        &self.workloads
+    }
+
+    /// The workload with this id, if it still exists.
+    pub fn workload(&mut self, id: &WorkloadId) -> Option<&Workload> {
+        self.workloads().iter().find(|w| &w.id == id)
+    }
+
+    fn derive_workloads(&self) -> Vec<Workload> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            let mut groups: BTreeMap<(WorkloadKind, String), Vec<&Replica>> = BTreeMap::new();
+            for r in t.replicas.values() {
+                groups.entry(workload_of(r)).or_default().push(r);
+            }
+            for s in t.services.values() {
+                groups
+                    .entry((WorkloadKind::SwarmService, s.name.clone()))
+                    .or_default();
+            }
+            for ((kind, name), replicas) in groups {
+                let id = WorkloadId {
+                    target: t.name.clone(),
+                    kind,
+                    name,
+                };
+                let service = t
+                    .services
+                    .values()
+                    .find(|s| kind == WorkloadKind::SwarmService && s.name == id.name);
+                out.push(self.summarize(id, replicas, service));
+            }
+        }
+        out
+    }
+
+    fn summarize(
+        &self,
+        id: WorkloadId,
+        mut replicas: Vec<&Replica>,
+        service: Option<&SwarmService>,
+    ) -> Workload {
+        replicas.sort_by(|a, b| {
+            replica_number(a)
+                .cmp(&replica_number(b))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let ready = replicas.iter().filter(|r| r.is_ready()).count();
+        let desired = match service.and_then(|s| s.desired) {
+            Some(n) => n as usize,
+            None => replicas.len(),
+        };
+        let newest = replicas.iter().max_by_key(|r| r.created);
+        let image = service
+            .map(|s| s.image.clone())
+            .or_else(|| newest.map(|r| r.image.clone()))
+            .unwrap_or_default();
+        let mut ports: Vec<String> = replicas
+            .iter()
+            .flat_map(|r| r.ports.iter().filter(|p| p.host_port.is_some()))
+            .map(|p| p.to_string())
+            .collect();
+        ports.sort();
+        ports.dedup();
+        let stats = self.latest_sum(&id.target, &replicas);
+        Workload {
+            state: summarize_state(&replicas),
+            health: worst_health(&replicas),
+            started_at: replicas
+                .iter()
+                .filter(|r| r.state == "running")
+                .filter_map(|r| r.started_at)
+                .min(),
+            restarts: replicas.iter().map(|r| r.restart_count).sum(),
+            replicas: replicas.iter().map(|r| r.id.clone()).collect(),
+            ready,
+            desired,
+            image,
+            ports,
+            stats,
+            id,
+        }
+    }
+
+    fn latest_sum(&self, target: &str, replicas: &[&Replica]) -> Option<StatsSample> {
+        let mut sum: Option<StatsSample> = None;
+        for r in replicas {
+            if r.state != "running" {
+                continue;
+            }
+            if let Some(s) = self.replica_stats(target, &r.id).and_then(|s| s.back()) {
+                add_sample(sum.get_or_insert_with(StatsSample::default), s);
+            }
+        }
+        sum
+    }
+}
+
+fn add_sample(into: &mut StatsSample, s: &StatsSample) {
+    into.cpu_percent += s.cpu_percent;
+    into.mem_bytes += s.mem_bytes;
+    into.mem_limit += s.mem_limit;
+    into.net_rx += s.net_rx;
+    into.net_tx += s.net_tx;
+}
+
+/// The workload a container belongs to: Swarm service, Compose service, group, or itself.
+pub fn workload_of(r: &Replica) -> (WorkloadKind, String) {
+    let label = |k: &str| r.labels.get(k).filter(|v| !v.is_empty());
+    if let Some(service) = label(SWARM_SERVICE_NAME) {
+        return (WorkloadKind::SwarmService, service.clone());
+    }
+    if let (Some(project), Some(service)) = (label(COMPOSE_PROJECT), label(COMPOSE_SERVICE)) {
+        return (WorkloadKind::Compose, format!("{project}/{service}"));
+    }
+    if let Some(group) = label(GROUP_LABEL) {
+        return (WorkloadKind::Group, group.clone());
+    }
+    (WorkloadKind::Container, r.name.clone())
+}
+
+/// The replica's number within its workload (Compose or group label), if it has one.
+pub fn replica_number(r: &Replica) -> u64 {
+    [
+        "com.docker.compose.container-number",
+        "pilothouse.group.number",
+    ]
+    .iter()
+    .find_map(|k| r.labels.get(*k).and_then(|v| v.parse().ok()))
+    .unwrap_or(u64::MAX)
+}
+
+fn summarize_state(replicas: &[&Replica]) -> String {
+    let Some(first) = replicas.first() else {
+        return "pending".to_string();
+    };
+    if replicas.iter().all(|r| r.state == first.state) {
+        return first.state.clone();
+    }
+    if replicas.iter().any(|r| r.state == "running") {
+        return "partial".to_string();
+    }
+    "mixed".to_string()
+}
+
+fn worst_health(replicas: &[&Replica]) -> Option<Health> {
+    let rank = |h: Health| match h {
+        Health::Healthy => 0,
+        Health::Starting => 1,
+        Health::Unhealthy => 2,
+    };
+    replicas
+        .iter()
+        .filter_map(|r| r.health)
+        .max_by_key(|h| rank(*h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn replica(id: &str, name: &str, labels: &[(&str, &str)]) -> Replica {
+        Replica {
+            id: id.to_string(),
+            name: name.to_string(),
+            image: "img:1".to_string(),
+            state: "running".to_string(),
+            status: "Up".to_string(),
+            health: None,
+            created: None,
+            started_at: None,
+            restart_count: 0,
+            ports: Vec::new(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            details: None,
+        }
+    }
+
+    fn snapshot(replicas: Vec<Replica>) -> Update {
+        Update::Snapshot {
+            target: "local".to_string(),
+            replicas,
+            services: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn containers_group_by_compose_labels_then_group_label_then_alone() {
+        let mut store = Store::new(10);
+        store.apply(&snapshot(vec![
+            replica(
+                "a",
+                "shop-web-1",
+                &[(COMPOSE_PROJECT, "shop"), (COMPOSE_SERVICE, "web")],
+            ),
+            replica(
+                "b",
+                "shop-web-2",
+                &[(COMPOSE_PROJECT, "shop"), (COMPOSE_SERVICE, "web")],
+            ),
+            replica("c", "batch-1", &[(GROUP_LABEL, "batch")]),
+            replica("d", "lonely", &[]),
+        ]));
+        let names: Vec<(WorkloadKind, String, usize)> = store
+            .workloads()
+            .iter()
+            .map(|w| (w.id.kind, w.id.name.clone(), w.replicas.len()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (WorkloadKind::Compose, "shop/web".to_string(), 2),
+                (WorkloadKind::Group, "batch".to_string(), 1),
+                (WorkloadKind::Container, "lonely".to_string(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn ready_counts_only_running_replicas_that_are_not_unhealthy() {
+        let labels = [(GROUP_LABEL, "g")];
+        let mut sick = replica("b", "g-2", &labels);
+        sick.health = Some(Health::Unhealthy);
+        let mut stopped = replica("c", "g-3", &labels);
+        stopped.state = "exited".to_string();
+        let mut store = Store::new(10);
+        store.apply(&snapshot(vec![replica("a", "g-1", &labels), sick, stopped]));
+        let w = &store.workloads()[0];
+        assert_eq!((w.ready, w.desired), (1, 3));
+        assert_eq!(w.state, "partial");
+        assert_eq!(w.health, Some(Health::Unhealthy));
+    }
+
+    #[test]
+    fn workload_stats_sum_the_latest_point_of_each_running_replica() {
+        let labels = [(GROUP_LABEL, "g")];
+        let mut store = Store::new(10);
+        store.apply(&snapshot(vec![
+            replica("a", "g-1", &labels),
+            replica("b", "g-2", &labels),
+        ]));
+        for (id, cpu) in [("a", 10.0), ("a", 30.0), ("b", 5.0)] {
+            let change = store.apply(&Update::Stats {
+                target: "local".to_string(),
+                id: id.to_string(),
+                sample: StatsSample {
+                    cpu_percent: cpu,
+                    mem_bytes: 100,
+                    ..StatsSample::default()
+                },
+            });
+            assert_eq!(change, Change::Numbers);
+        }
+        let w = store.workloads()[0].clone();
+        let stats = w.stats.unwrap_or_default();
+        assert_eq!((stats.cpu_percent, stats.mem_bytes), (35.0, 200));
+        let series: Vec<f64> = store
+            .workload_series(&w)
+            .iter()
+            .map(|s| s.cpu_percent)
+            .collect();
+        assert_eq!(series, vec![10.0, 35.0]);
+    }
+
+    #[test]
+    fn stats_for_an_unknown_replica_are_ignored_and_history_is_capped() {
+        let mut store = Store::new(3);
+        store.apply(&snapshot(vec![replica("a", "x", &[])]));
+        let stats = |id: &str| Update::Stats {
+            target: "local".to_string(),
+            id: id.to_string(),
+            sample: StatsSample::default(),
+        };
+        assert_eq!(store.apply(&stats("ghost")), Change::None);
+        for _ in 0..10 {
+            store.apply(&stats("a"));
+        }
+        assert_eq!(store.replica_stats("local", "a").map(|s| s.len()), Some(3));
+    }
+
+    #[test]
+    fn removing_a_replica_drops_it_from_its_workload_and_its_stats() {
+        let labels = [(GROUP_LABEL, "g")];
+        let mut store = Store::new(5);
+        store.apply(&snapshot(vec![
+            replica("a", "g-1", &labels),
+            replica("b", "g-2", &labels),
+        ]));
+        store.apply(&Update::Stats {
+            target: "local".to_string(),
+            id: "b".to_string(),
+            sample: StatsSample::default(),
+        });
+        store.apply(&Update::ReplicaRemoved {
+            target: "local".to_string(),
+            id: "b".to_string(),
+        });
+        assert_eq!(store.workloads()[0].replicas, vec!["a".to_string()]);
+        assert!(store.replica_stats("local", "b").is_none());
+    }
+
+    #[test]
+    fn replicas_are_ordered_by_their_number_label() {
+        let mk = |id: &str, n: &str| {
+            replica(
+                id,
+                id,
+                &[(GROUP_LABEL, "g"), ("pilothouse.group.number", n)],
+            )
+        };
+        let mut store = Store::new(5);
+        store.apply(&snapshot(vec![mk("c", "10"), mk("a", "2"), mk("b", "1")]));
+        assert_eq!(store.workloads()[0].replicas, vec!["b", "a", "c"]);
+    }
+
+    #[test]
+    fn a_swarm_service_is_one_workload_with_the_services_desired_count() {
+        let mut store = Store::new(5);
+        store.apply(&Update::Snapshot {
+            target: "local".to_string(),
+            replicas: vec![replica("a", "api.1.xyz", &[(SWARM_SERVICE_NAME, "api")])],
+            services: vec![SwarmService {
+                id: "s1".to_string(),
+                name: "api".to_string(),
+                image: "api:2".to_string(),
+                desired: Some(3),
+                version: 7,
+            }],
+        });
+        let w = &store.workloads()[0];
+        assert_eq!(w.id.kind, WorkloadKind::SwarmService);
+        assert_eq!((w.ready, w.desired, w.image.as_str()), (1, 3, "api:2"));
+    }
+}

@@ -1,0 +1,1012 @@
+//! The console's state machine: what is on screen, what is selected, what the operator is
+//! typing. Keys become [`KeyAction`]s through the keymap; actions and worker updates change
+//! the state; rendering (in the panel modules) reads it.
+//!
+//! Not for I/O: the run loop in `tui.rs` feeds events in; requests to workers leave through
+//! channels that never block.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset, Local, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use regex::Regex;
+use tokio::sync::mpsc;
+
+use crate::actuator::{ActionKind, ActionOutcome, ActionRequest, Actuator, Refusal};
+use crate::config::Config;
+use crate::keymap::{KeyAction, Keymap, Mode};
+use crate::logbuf::LogBuffer;
+use crate::model::WorkloadId;
+use crate::platform::{LogRecord, LogStart, Request, Update};
+use crate::store::{Change, Store, Workload};
+use crate::theme::Theme;
+
+use super::command::{self, CommandLine};
+use super::workloads::WorkloadTable;
+
+/// Which screen fills the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Workloads,
+    Logs,
+}
+
+/// Which pane of the workloads view has the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Workloads,
+    Detail,
+}
+
+/// A line of input or a question at the bottom of the screen, taking keys before anything else.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    None,
+    /// `/` in the workloads table: a regex over the rows.
+    Filter(String),
+    /// `/` in the logs view: a regex to highlight and jump between.
+    Search(String),
+    /// `|` in the logs view: show only lines matching a regex.
+    LogFilter(String),
+    /// `:` command mode.
+    Command(CommandLine),
+    /// `s`: the new replica count.
+    Scale {
+        input: String,
+        workload: WorkloadId,
+        from: u64,
+    },
+    /// A destructive action waiting for y/n.
+    Confirm {
+        question: String,
+        request: ActionRequest,
+    },
+}
+
+/// How serious a status message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Success,
+    Error,
+}
+
+/// A message in the status line until the next key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub level: Level,
+    pub text: String,
+}
+
+/// An open logs view: one replica or a whole workload merged.
+pub struct LogView {
+    pub stream: u64,
+    pub title: String,
+    pub target: String,
+    /// (container id, container name) of every replica followed.
+    pub replicas: Vec<(String, String)>,
+    pub buffer: LogBuffer,
+    pub follow: bool,
+    pub wrap: bool,
+    pub timestamps: bool,
+    /// The sequence number of the top line while not following.
+    pub top: u64,
+    /// Columns scrolled to the right when not wrapping.
+    pub hscroll: usize,
+    pub search: Option<Regex>,
+    pub filter: Option<Regex>,
+    /// Sequence numbers that pass the filter, kept in step with the buffer.
+    pub filtered: Vec<u64>,
+    /// Each replica's prefix colour.
+    pub colors: HashMap<String, Color>,
+    /// Replicas whose stream has ended, with the reason.
+    pub ended: Vec<(String, String)>,
+    /// A fetch of earlier lines in flight.
+    pub earlier: Option<EarlierFetch>,
+    /// The viewport height at the last draw, for paging.
+    pub height: usize,
+}
+
+/// Lines before the oldest one held, being fetched from every replica of a logs view.
+pub struct EarlierFetch {
+    pub stream: u64,
+    /// Replicas whose earlier lines have not all arrived yet.
+    pub pending: Vec<String>,
+    pub lines: Vec<LogRecord>,
+}
+
+/// The whole console state.
+pub struct App {
+    pub store: Store,
+    pub theme: Theme,
+    pub keymap: Keymap,
+    pub config: Config,
+    pub view: View,
+    pub pane: Pane,
+    pub prompt: Prompt,
+    pub help: bool,
+    pub table: WorkloadTable,
+    /// Selected replica in the detail pane.
+    pub detail_selected: usize,
+    pub logs: Option<LogView>,
+    /// Show env values whose names look secret.
+    pub reveal: bool,
+    pub status: Option<Status>,
+    pub now: DateTime<Utc>,
+    /// The operator's time zone for the clock, read once at start.
+    pub clock_offset: FixedOffset,
+    pub actuator: Actuator,
+    pub workers: HashMap<String, mpsc::Sender<Request>>,
+    /// Show only this target's workloads (`:host NAME`); `None` shows all.
+    pub target_filter: Option<String>,
+    next_stream: u64,
+    pub quit: bool,
+}
+
+impl App {
+    /// A console over `store`, acting through `actuator`, asking `workers` for logs.
+    pub fn new(
+        config: Config,
+        theme: Theme,
+        keymap: Keymap,
+        store: Store,
+        actuator: Actuator,
+        workers: HashMap<String, mpsc::Sender<Request>>,
+    ) -> Self {
+        App {
+            store,
+            theme,
+            keymap,
+            config,
+            view: View::Workloads,
+            pane: Pane::Workloads,
+            prompt: Prompt::None,
+            help: false,
+            table: WorkloadTable::default(),
+            detail_selected: 0,
+            logs: None,
+            reveal: false,
+            status: None,
+            now: Utc::now(),
+            clock_offset: *Local::now().offset(),
+            actuator,
+            workers,
+            target_filter: None,
+            next_stream: 1,
+            quit: false,
+        }
+    }
+
+    /// The keymap mode that applies now.
+    pub fn mode(&self) -> Mode {
+        if self.help {
+            return Mode::Help;
+        }
+        self.base_mode()
+    }
+
+    /// The mode of the view under any help overlay.
+    pub fn base_mode(&self) -> Mode {
+        match (self.view, self.pane) {
+            (View::Logs, _) => Mode::Logs,
+            (View::Workloads, Pane::Workloads) => Mode::Workloads,
+            (View::Workloads, Pane::Detail) => Mode::Detail,
+        }
+    }
+
+    /// Apply a worker update; returns how soon the screen should redraw.
+    pub fn on_update(&mut self, update: Update) -> Change {
+        match update {
+            Update::Logs { stream, lines } => self.on_log_lines(stream, lines),
+            Update::LogsEnded {
+                stream,
+                replica,
+                reason,
+            } => self.on_logs_ended(stream, replica, reason),
+            other => {
+                let change = self.store.apply(&other);
+                if change != Change::None {
+                    self.table.mark_stale();
+                }
+                change
+            }
+        }
+    }
+
+    /// Show the outcome of an action that finished.
+    pub fn on_outcome(&mut self, outcome: ActionOutcome) {
+        let what = outcome.request.describe();
+        self.status = Some(match outcome.result {
+            Ok(msg) => Status {
+                level: Level::Success,
+                text: format!("{what}: {msg}"),
+            },
+            Err(msg) => Status {
+                level: Level::Error,
+                text: format!("{what} failed: {msg}"),
+            },
+        });
+    }
+
+    /// Handle one key. Returns whether anything visible changed.
+    pub fn on_key(&mut self, key: KeyEvent) -> bool {
+        if key.kind == crossterm::event::KeyEventKind::Release {
+            return false;
+        }
+        if self.prompt != Prompt::None {
+            self.on_prompt_key(key);
+            return true;
+        }
+        self.status = None;
+        let Some(action) = self.keymap.action(self.mode(), &key) else {
+            return false;
+        };
+        self.on_action(action);
+        true
+    }
+
+    /// Carry out one keymap action in the current mode.
+    pub fn on_action(&mut self, action: KeyAction) {
+        if self.help {
+            if matches!(action, KeyAction::Back | KeyAction::Help | KeyAction::Quit) {
+                self.help = false;
+            }
+            return;
+        }
+        match action {
+            KeyAction::Help => self.help = true,
+            KeyAction::Command => self.prompt = Prompt::Command(CommandLine::default()),
+            KeyAction::Quit | KeyAction::Back => self.back(action == KeyAction::Quit),
+            _ => match self.view {
+                View::Workloads => self.on_workloads_action(action),
+                View::Logs => self.on_logs_action(action),
+            },
+        }
+    }
+
+    fn back(&mut self, quit_key: bool) {
+        if self.view == View::Logs {
+            self.close_logs();
+        } else if self.pane == Pane::Detail {
+            self.pane = Pane::Workloads;
+        } else if self.table.filter_text().is_some() && !quit_key {
+            self.table.set_filter("");
+        } else if quit_key {
+            self.quit = true;
+        }
+    }
+
+    fn on_workloads_action(&mut self, action: KeyAction) {
+        match action {
+            KeyAction::NextPane => {
+                self.pane = match self.pane {
+                    Pane::Workloads => Pane::Detail,
+                    Pane::Detail => Pane::Workloads,
+                };
+            }
+            KeyAction::Open if self.pane == Pane::Workloads => self.pane = Pane::Detail,
+            KeyAction::Open => self.open_logs(true),
+            KeyAction::Filter => {
+                let current = self.table.filter_text().unwrap_or_default().to_string();
+                self.prompt = Prompt::Filter(current);
+            }
+            KeyAction::Logs => self.open_logs(self.pane == Pane::Detail),
+            KeyAction::Reveal => self.reveal = !self.reveal,
+            KeyAction::SortNext => self.table.sort_next(),
+            KeyAction::SortReverse => self.table.reverse_sort(),
+            KeyAction::Scale => self.begin_scale(),
+            KeyAction::Restart => self.begin_restart(),
+            KeyAction::Refresh => self.refresh_selected(),
+            KeyAction::Up
+            | KeyAction::Down
+            | KeyAction::PageUp
+            | KeyAction::PageDown
+            | KeyAction::Top
+            | KeyAction::Bottom => self.move_selection(action),
+            _ => {}
+        }
+    }
+
+    fn move_selection(&mut self, action: KeyAction) {
+        if self.pane == Pane::Detail {
+            let count = self.selected_workload().map_or(0, |w| w.replicas.len());
+            self.detail_selected = step(self.detail_selected, count, action, 5);
+            return;
+        }
+        let rows = self.visible_rows();
+        let page = self.table.height.max(1);
+        let all = self.store.workloads();
+        let current = self.table.selected_index(all, &rows);
+        let next = step(current, rows.len(), action, page);
+        if let Some(&i) = rows.get(next) {
+            self.table.selected = Some(all[i].id.clone());
+            self.detail_selected = 0;
+        }
+    }
+
+    /// Indices into the store's workloads of the rows the table shows, filtered and sorted.
+    pub fn visible_rows(&mut self) -> Vec<usize> {
+        let all = self.store.workloads();
+        self.table.rows(all, self.target_filter.as_deref())
+    }
+
+    /// The workload under the cursor.
+    pub fn selected_workload(&mut self) -> Option<Workload> {
+        let rows = self.visible_rows();
+        let all = self.store.workloads();
+        let i = self.table.selected_index(all, &rows);
+        rows.get(i).map(|&i| all[i].clone())
+    }
+
+    fn selected_replica(&mut self) -> Option<(Workload, String)> {
+        let w = self.selected_workload()?;
+        let i = self.detail_selected.min(w.replicas.len().saturating_sub(1));
+        let id = w.replicas.get(i)?.clone();
+        Some((w, id))
+    }
+
+    fn refresh_selected(&mut self) {
+        let Some(w) = self.selected_workload() else {
+            return;
+        };
+        for id in &w.replicas {
+            self.send(&w.id.target, Request::Inspect { id: id.clone() });
+        }
+    }
+
+    fn begin_scale(&mut self) {
+        let Some(w) = self.selected_workload() else {
+            return;
+        };
+        if !w.id.kind.scalable() {
+            self.error(format!(
+                "{} is a standalone container and cannot be scaled; give it a pilothouse.group label",
+                w.id.name
+            ));
+            return;
+        }
+        self.prompt = Prompt::Scale {
+            input: String::new(),
+            from: w.desired as u64,
+            workload: w.id,
+        };
+    }
+
+    fn begin_restart(&mut self) {
+        let Some((w, id)) = self.selected_replica() else {
+            return;
+        };
+        let name = self
+            .store
+            .replica(&w.id.target, &id)
+            .map_or_else(|| id.clone(), |r| r.name.clone());
+        self.submit(ActionRequest {
+            workload: w.id,
+            kind: ActionKind::Restart {
+                replica_id: id,
+                replica: name,
+            },
+            origin: "operator",
+            confirmed: false,
+        });
+    }
+
+    /// Hand an action to the actuator; a confirmation it asks for becomes a y/n prompt.
+    pub fn submit(&mut self, request: ActionRequest) {
+        match self.actuator.submit(request.clone()) {
+            Ok(()) => self.info(format!("{}…", request.describe())),
+            Err(Refusal::NeedsConfirmation(question)) => {
+                self.prompt = Prompt::Confirm { question, request };
+            }
+            Err(refusal) => self.error(refusal.to_string()),
+        }
+    }
+
+    fn on_prompt_key(&mut self, key: KeyEvent) {
+        let prompt = std::mem::replace(&mut self.prompt, Prompt::None);
+        self.prompt = match prompt {
+            Prompt::Confirm { question, request } => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    self.submit(ActionRequest {
+                        confirmed: true,
+                        ..request
+                    });
+                    Prompt::None
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    self.info("cancelled".to_string());
+                    Prompt::None
+                }
+                _ => Prompt::Confirm { question, request },
+            },
+            Prompt::Command(mut line) => match key.code {
+                KeyCode::Enter => {
+                    self.run_command(&line.input);
+                    Prompt::None
+                }
+                KeyCode::Esc => Prompt::None,
+                KeyCode::Tab => {
+                    let candidates = self.command_candidates();
+                    line.complete(&candidates);
+                    Prompt::Command(line)
+                }
+                _ => {
+                    edit_input(&mut line.input, key);
+                    line.reset_completion();
+                    Prompt::Command(line)
+                }
+            },
+            Prompt::Scale {
+                mut input,
+                workload,
+                from,
+            } => match key.code {
+                KeyCode::Enter => {
+                    match input.trim().parse::<u64>() {
+                        Ok(to) => self.submit(ActionRequest {
+                            workload,
+                            kind: ActionKind::Scale { from, to },
+                            origin: "operator",
+                            confirmed: false,
+                        }),
+                        Err(_) => self.error(format!(
+                            "not a replica count: {input:?} (type a whole number, e.g. 3)"
+                        )),
+                    }
+                    Prompt::None
+                }
+                KeyCode::Esc => Prompt::None,
+                KeyCode::Char(c) if !c.is_ascii_digit() => Prompt::Scale {
+                    input,
+                    workload,
+                    from,
+                },
+                _ => {
+                    edit_input(&mut input, key);
+                    Prompt::Scale {
+                        input,
+                        workload,
+                        from,
+                    }
+                }
+            },
+            Prompt::Filter(input) => self.regex_prompt(input, key, Prompt::Filter),
+            Prompt::Search(input) => self.regex_prompt(input, key, Prompt::Search),
+            Prompt::LogFilter(input) => self.regex_prompt(input, key, Prompt::LogFilter),
+            Prompt::None => Prompt::None,
+        };
+    }
+
+    /// Edit a regex prompt; the regex applies as it is typed while it compiles.
+    fn regex_prompt(
+        &mut self,
+        mut input: String,
+        key: KeyEvent,
+        wrap: fn(String) -> Prompt,
+    ) -> Prompt {
+        match key.code {
+            KeyCode::Enter => {
+                self.apply_regex_prompt(&wrap(input), true);
+                Prompt::None
+            }
+            KeyCode::Esc => {
+                self.apply_regex_prompt(&wrap(String::new()), true);
+                Prompt::None
+            }
+            _ => {
+                edit_input(&mut input, key);
+                let prompt = wrap(input);
+                self.apply_regex_prompt(&prompt, false);
+                prompt
+            }
+        }
+    }
+
+    fn apply_regex_prompt(&mut self, prompt: &Prompt, finished: bool) {
+        let (text, which) = match prompt {
+            Prompt::Filter(t) => (t, 0),
+            Prompt::Search(t) => (t, 1),
+            Prompt::LogFilter(t) => (t, 2),
+            _ => return,
+        };
+        if which == 0 {
+            if let Err(e) = self.table.set_filter(text) {
+                self.status = finished.then(|| Status {
+                    level: Level::Error,
+                    text: format!("filter not applied: {e}"),
+                });
+            }
+            return;
+        }
+        let regex = match compile_optional(text) {
+            Ok(r) => r,
+            Err(e) => {
+                if finished {
+                    self.error(format!("not a valid regex: {e}"));
+                }
+                return;
+            }
+        };
+        let Some(view) = self.logs.as_mut() else {
+            return;
+        };
+        if which == 1 {
+            view.search = regex;
+            if finished {
+                view.jump_to_match(true);
+            }
+        } else {
+            view.filter = regex;
+            view.refilter();
+        }
+    }
+
+    /// What Tab can complete in command mode: views, then targets.
+    fn command_candidates(&self) -> Vec<String> {
+        let targets: Vec<String> = self
+            .store
+            .targets()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        command::candidates(&targets)
+    }
+
+    fn run_command(&mut self, input: &str) {
+        let targets: Vec<String> = self
+            .store
+            .targets()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        match command::parse(input, &targets) {
+            Ok(command::Command::Workloads) => {
+                self.close_logs();
+                self.pane = Pane::Workloads;
+            }
+            Ok(command::Command::Host(name)) => {
+                self.target_filter = name;
+                self.table.mark_stale();
+            }
+            Ok(command::Command::Help) => self.help = true,
+            Ok(command::Command::Quit) => self.quit = true,
+            Ok(command::Command::Logs) => self.open_logs(false),
+            Err(e) => self.error(e),
+        }
+    }
+
+    fn info(&mut self, text: String) {
+        self.status = Some(Status {
+            level: Level::Info,
+            text,
+        });
+    }
+
+    fn error(&mut self, text: String) {
+        self.status = Some(Status {
+            level: Level::Error,
+            text,
+        });
+    }
+
+    fn send(&mut self, target: &str, request: Request) {
+        let Some(worker) = self.workers.get(target) else {
+            return;
+        };
+        if worker.try_send(request).is_err() {
+            self.error(format!(
+                "the worker for {target} is busy or gone; try again"
+            ));
+        }
+    }
+
+    /// Open the logs of the selected replica (`one`) or of the whole selected workload.
+    fn open_logs(&mut self, one: bool) {
+        let chosen = if one {
+            self.selected_replica().map(|(w, id)| (w, vec![id]))
+        } else {
+            self.selected_workload().map(|w| {
+                let ids = w.replicas.clone();
+                (w, ids)
+            })
+        };
+        let Some((workload, ids)) = chosen else {
+            return;
+        };
+        let target = workload.id.target.clone();
+        let replicas: Vec<(String, String)> = ids
+            .iter()
+            .filter_map(|id| self.store.replica(&target, id))
+            .map(|r| (r.id.clone(), r.name.clone()))
+            .collect();
+        if replicas.is_empty() {
+            self.error(format!(
+                "{} has no replicas to show logs of",
+                workload.id.name
+            ));
+            return;
+        }
+        self.close_logs();
+        let stream = self.new_stream();
+        let title = if one {
+            replicas[0].1.clone()
+        } else {
+            format!("{} ({} replicas)", workload.id.name, replicas.len())
+        };
+        let colors = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, (_, name))| (name.clone(), replica_color(&self.theme, i)))
+            .collect();
+        self.send(
+            &target,
+            Request::FollowLogs {
+                stream,
+                replicas: replicas.clone(),
+                start: LogStart::Tail(self.config.logs.tail as u64),
+            },
+        );
+        self.logs = Some(LogView::new(
+            stream,
+            title,
+            target,
+            replicas,
+            LogBuffer::new(self.config.logs.max_lines, self.config.logs.max_bytes),
+            colors,
+        ));
+        self.view = View::Logs;
+    }
+
+    fn close_logs(&mut self) {
+        if let Some(view) = self.logs.take() {
+            self.send(
+                &view.target,
+                Request::StopLogs {
+                    stream: view.stream,
+                },
+            );
+            if let Some(earlier) = view.earlier {
+                self.send(
+                    &view.target,
+                    Request::StopLogs {
+                        stream: earlier.stream,
+                    },
+                );
+            }
+        }
+        self.view = View::Workloads;
+    }
+
+    fn new_stream(&mut self) -> u64 {
+        self.next_stream += 1;
+        self.next_stream
+    }
+
+    fn on_log_lines(&mut self, stream: u64, lines: Vec<LogRecord>) -> Change {
+        let Some(view) = self.logs.as_mut() else {
+            return Change::None;
+        };
+        if stream == view.stream {
+            view.append(lines);
+            return Change::Structure;
+        }
+        if let Some(earlier) = view.earlier.as_mut().filter(|e| e.stream == stream) {
+            earlier.lines.extend(lines);
+        }
+        Change::None
+    }
+
+    fn on_logs_ended(&mut self, stream: u64, replica: String, reason: String) -> Change {
+        let Some(view) = self.logs.as_mut() else {
+            return Change::None;
+        };
+        if stream == view.stream {
+            view.ended.push((replica, reason));
+            return Change::Structure;
+        }
+        let is_earlier = view.earlier.as_ref().is_some_and(|e| e.stream == stream);
+        if is_earlier {
+            view.finish_earlier_part(&replica);
+            return Change::Structure;
+        }
+        Change::None
+    }
+
+    fn on_logs_action(&mut self, action: KeyAction) {
+        let fetch = {
+            let Some(view) = self.logs.as_mut() else {
+                return;
+            };
+            match action {
+                KeyAction::Search => {
+                    self.prompt = Prompt::Search(String::new());
+                    return;
+                }
+                KeyAction::Filter => {
+                    let current = view.filter.as_ref().map(|r| r.as_str().to_string());
+                    self.prompt = Prompt::LogFilter(current.unwrap_or_default());
+                    return;
+                }
+                other => view.on_action(other),
+            }
+        };
+        if fetch {
+            self.fetch_earlier();
+        }
+    }
+
+    /// Ask for the lines before the oldest one held, when the operator scrolls past the top.
+    fn fetch_earlier(&mut self) {
+        let stream = self.new_stream();
+        let Some(view) = self.logs.as_mut() else {
+            return;
+        };
+        let Some(oldest) = view
+            .buffer
+            .get(view.buffer.first_seq())
+            .and_then(|r| r.timestamp)
+        else {
+            return;
+        };
+        if view.earlier.is_some() || view.buffer.dropped() > 0 {
+            return;
+        }
+        view.earlier = Some(EarlierFetch {
+            stream,
+            pending: view.replicas.iter().map(|(_, name)| name.clone()).collect(),
+            lines: Vec::new(),
+        });
+        let (target, replicas) = (view.target.clone(), view.replicas.clone());
+        let count = self.config.logs.tail as u64;
+        self.send(
+            &target,
+            Request::FollowLogs {
+                stream,
+                replicas,
+                start: LogStart::Before(oldest, count),
+            },
+        );
+        self.info("fetching earlier lines…".to_string());
+    }
+}
+
+impl LogView {
+    fn new(
+        stream: u64,
+        title: String,
+        target: String,
+        replicas: Vec<(String, String)>,
+        buffer: LogBuffer,
+        colors: HashMap<String, Color>,
+    ) -> Self {
+        LogView {
+            stream,
+            title,
+            target,
+            replicas,
+            buffer,
+            follow: true,
+            wrap: false,
+            timestamps: false,
+            top: 0,
+            hscroll: 0,
+            search: None,
+            filter: None,
+            filtered: Vec::new(),
+            colors,
+            ended: Vec::new(),
+            earlier: None,
+            height: 20,
+        }
+    }
+
+    /// Add followed lines; a view that is not following keeps its place.
+    pub fn append(&mut self, lines: Vec<LogRecord>) {
+        let first = self
+            .buffer
+            .last_seq()
+            .map_or(self.buffer.first_seq(), |s| s + 1);
+        self.buffer.extend(lines);
+        if let Some(filter) = &self.filter {
+            let last = self.buffer.last_seq().unwrap_or(0);
+            for seq in first.max(self.buffer.first_seq())..=last {
+                if self
+                    .buffer
+                    .get(seq)
+                    .is_some_and(|r| filter.is_match(&r.line.text))
+                {
+                    self.filtered.push(seq);
+                }
+            }
+            let floor = self.buffer.first_seq();
+            self.filtered.retain(|s| *s >= floor);
+        }
+        self.top = self.top.max(self.buffer.first_seq());
+    }
+
+    /// Rebuild the filtered list after the filter changed.
+    pub fn refilter(&mut self) {
+        self.filtered = match &self.filter {
+            Some(f) => self.buffer.filtered(f),
+            None => Vec::new(),
+        };
+    }
+
+    /// The sequence numbers shown, in order: all lines, or those that pass the filter.
+    pub fn shown(&self) -> Vec<u64> {
+        if self.filter.is_some() {
+            return self.filtered.clone();
+        }
+        match self.buffer.last_seq() {
+            Some(last) if !self.buffer.is_empty() => (self.buffer.first_seq()..=last).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The lines on screen for a viewport of `height` rows, as sequence numbers.
+    pub fn window(&self, height: usize) -> Vec<u64> {
+        let shown = self.shown();
+        if self.follow {
+            let start = shown.len().saturating_sub(height);
+            return shown[start..].to_vec();
+        }
+        let start = shown.partition_point(|s| *s < self.top);
+        shown[start..].iter().take(height).copied().collect()
+    }
+
+    /// Returns whether earlier lines should be fetched.
+    fn on_action(&mut self, action: KeyAction) -> bool {
+        let page = self.height.max(1) as i64;
+        match action {
+            KeyAction::Follow => {
+                self.follow = !self.follow;
+                if !self.follow {
+                    self.pin_top();
+                }
+            }
+            KeyAction::Wrap => self.wrap = !self.wrap,
+            KeyAction::Timestamps => self.timestamps = !self.timestamps,
+            KeyAction::Up => return self.scroll(-1),
+            KeyAction::Down => return self.scroll(1),
+            KeyAction::PageUp => return self.scroll(-page),
+            KeyAction::PageDown => return self.scroll(page),
+            KeyAction::Top => {
+                self.follow = false;
+                self.top = 0;
+                return true;
+            }
+            KeyAction::Bottom => self.follow = true,
+            KeyAction::Left => self.hscroll = self.hscroll.saturating_sub(8),
+            KeyAction::Right => self.hscroll += 8,
+            KeyAction::NextMatch => self.jump_to_match(true),
+            KeyAction::PrevMatch => self.jump_to_match(false),
+            _ => {}
+        }
+        false
+    }
+
+    /// Stop following and hold the lines currently at the bottom of the screen.
+    fn pin_top(&mut self) {
+        let shown = self.shown();
+        let start = shown.len().saturating_sub(self.height);
+        self.top = shown.get(start).copied().unwrap_or(0);
+    }
+
+    fn scroll(&mut self, by: i64) -> bool {
+        if self.follow {
+            self.pin_top();
+            self.follow = false;
+        }
+        let shown = self.shown();
+        let at = shown.partition_point(|s| *s < self.top) as i64;
+        let max = shown.len().saturating_sub(self.height) as i64;
+        let next = (at + by).clamp(0, max.max(0));
+        if next >= max && by > 0 {
+            self.follow = true;
+        }
+        self.top = shown.get(next as usize).copied().unwrap_or(0);
+        at + by < 0
+    }
+
+    /// Move to the next (or previous) line matching the search, and stop following.
+    pub fn jump_to_match(&mut self, forward: bool) {
+        let Some(re) = self.search.clone() else {
+            return;
+        };
+        let from = if self.follow {
+            self.buffer.last_seq().unwrap_or(0)
+        } else {
+            self.top
+        };
+        let found = if forward {
+            self.buffer.find_next(&re, from.saturating_add(1))
+        } else {
+            self.buffer.find_prev(&re, from.saturating_sub(1))
+        };
+        if let Some(seq) = found.or_else(|| {
+            // Wrap around once, as a pager does.
+            if forward {
+                self.buffer.find_next(&re, self.buffer.first_seq())
+            } else {
+                self.buffer
+                    .find_prev(&re, self.buffer.last_seq().unwrap_or(0))
+            }
+        }) {
+            self.follow = false;
+            self.top = seq;
+        }
+    }
+
+    /// One replica's earlier lines have all arrived; once every replica's have, prepend them
+    /// in time order.
+    fn finish_earlier_part(&mut self, replica: &str) {
+        let Some(earlier) = self.earlier.as_mut() else {
+            return;
+        };
+        earlier.pending.retain(|r| r != replica);
+        if !earlier.pending.is_empty() {
+            return;
+        }
+        let Some(EarlierFetch { mut lines, .. }) = self.earlier.take() else {
+            return;
+        };
+        lines.sort_by_key(|r| r.timestamp);
+        let before = self.buffer.len();
+        self.buffer.prepend(lines);
+        if self.buffer.len() > before {
+            self.top = self.buffer.first_seq();
+            self.refilter();
+        }
+    }
+}
+
+/// The prefix colour of the `i`th replica in a merged log.
+fn replica_color(theme: &Theme, i: usize) -> Color {
+    match theme.replica_colors.len() {
+        0 => Color::Reset,
+        n => theme.replica_colors[i % n],
+    }
+}
+
+fn compile_optional(text: &str) -> Result<Option<Regex>, regex::Error> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(text).map(Some)
+}
+
+/// Apply an editing key to a one-line input.
+fn edit_input(input: &mut String, key: KeyEvent) {
+    match key.code {
+        KeyCode::Backspace => {
+            input.pop();
+        }
+        KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => input.clear(),
+        KeyCode::Char('w') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+            let trimmed = input.trim_end().len();
+            let cut = input[..trimmed].rfind(' ').map_or(0, |i| i + 1);
+            input.truncate(cut);
+        }
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => input.push(c),
+        _ => {}
+    }
+}
+
+/// Move an index within `count` items by one keymap movement.
+fn step(current: usize, count: usize, action: KeyAction, page: usize) -> usize {
+    if count == 0 {
+        return 0;
+    }
+    let last = count - 1;
+    match action {
+        KeyAction::Up => current.saturating_sub(1),
+        KeyAction::Down => (current + 1).min(last),
+        KeyAction::PageUp => current.saturating_sub(page),
+        KeyAction::PageDown => (current + page).min(last),
+        KeyAction::Top => 0,
+        KeyAction::Bottom => last,
+        _ => current,
+    }
+    .min(last)
+}

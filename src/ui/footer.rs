@@ -1,0 +1,170 @@
+//! The bottom line: the prompt being typed, a status message, or the key hints of the mode;
+//! and the confirmation dialog for destructive actions.
+//!
+//! Not for handling keys: the app does that.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use crate::keymap::{KeyAction, Keymap, Mode};
+use crate::text;
+use crate::theme::Theme;
+
+use super::app::{Level, Prompt, Status};
+use super::help::centered;
+
+/// The actions whose keys the hint line shows, per mode, in order.
+fn hinted(mode: Mode) -> &'static [KeyAction] {
+    match mode {
+        Mode::Workloads => &[
+            KeyAction::Logs,
+            KeyAction::Scale,
+            KeyAction::Restart,
+            KeyAction::Open,
+            KeyAction::Filter,
+            KeyAction::SortNext,
+            KeyAction::Help,
+            KeyAction::Command,
+            KeyAction::Quit,
+        ],
+        Mode::Detail => &[
+            KeyAction::Logs,
+            KeyAction::Restart,
+            KeyAction::Reveal,
+            KeyAction::NextPane,
+            KeyAction::Help,
+            KeyAction::Back,
+        ],
+        Mode::Logs => &[
+            KeyAction::Follow,
+            KeyAction::Wrap,
+            KeyAction::Timestamps,
+            KeyAction::Search,
+            KeyAction::Filter,
+            KeyAction::NextMatch,
+            KeyAction::Top,
+            KeyAction::Bottom,
+            KeyAction::Back,
+        ],
+        Mode::Help | Mode::Global => &[KeyAction::Back],
+    }
+}
+
+/// Draw the bottom line.
+pub fn render(
+    f: &mut Frame,
+    area: Rect,
+    prompt: &Prompt,
+    status: Option<&Status>,
+    hints: &[String],
+    keymap: &Keymap,
+    mode: Mode,
+    theme: &Theme,
+) {
+    let line = match prompt {
+        Prompt::Filter(input) => input_line(
+            "/",
+            input,
+            "regex over the rows; Enter keeps, Esc clears",
+            theme,
+        ),
+        Prompt::Search(input) => input_line("/", input, "search; n next, N previous", theme),
+        Prompt::LogFilter(input) => input_line("|", input, "show only matching lines", theme),
+        Prompt::Command(line) => {
+            let hint = if hints.is_empty() {
+                "Tab completes".to_string()
+            } else {
+                hints.join("  ")
+            };
+            input_line(":", &line.input, &hint, theme)
+        }
+        Prompt::Scale {
+            input,
+            workload,
+            from,
+        } => input_line(
+            &format!(
+                "scale {} from {from} to: ",
+                text::sanitize_plain(&workload.name)
+            ),
+            input,
+            "Enter applies, Esc cancels",
+            theme,
+        ),
+        Prompt::Confirm { .. } => Line::styled(" y confirms, n cancels", theme.warning),
+        Prompt::None => match status {
+            Some(s) => {
+                let style = match s.level {
+                    Level::Info => theme.text,
+                    Level::Success => theme.success,
+                    Level::Error => theme.error,
+                };
+                Line::styled(format!(" {}", text::sanitize_plain(&s.text)), style)
+            }
+            None => hint_line(keymap, mode, theme),
+        },
+    };
+    f.render_widget(Paragraph::new(line).style(theme.status_bar), area);
+}
+
+fn input_line(lead: &str, input: &str, hint: &str, theme: &Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!(" {lead}"), theme.command_line),
+        Span::styled(text::sanitize_plain(input), theme.command_line),
+        Span::styled("█", theme.command_line),
+        Span::styled(format!("   {hint}"), theme.text_dim),
+    ])
+}
+
+fn hint_line(keymap: &Keymap, mode: Mode, theme: &Theme) -> Line<'static> {
+    let bindings: Vec<(String, KeyAction, &'static str)> = keymap
+        .bindings(mode)
+        .into_iter()
+        .chain(keymap.bindings(Mode::Global))
+        .collect();
+    let mut spans = Vec::new();
+    for action in hinted(mode) {
+        let Some((keys, _, description)) = bindings.iter().find(|(_, a, _)| a == action) else {
+            continue;
+        };
+        let key = keys
+            .split_whitespace()
+            .next()
+            .unwrap_or(keys.as_str())
+            .to_string();
+        let word = description
+            .split_whitespace()
+            .next()
+            .unwrap_or(description)
+            .to_lowercase();
+        spans.push(Span::styled(format!(" {key}"), theme.key_hint));
+        spans.push(Span::styled(format!(" {word} "), theme.text_dim));
+    }
+    Line::from(spans)
+}
+
+/// Draw the confirmation dialog of a destructive action.
+pub fn render_confirm(f: &mut Frame, area: Rect, question: &str, theme: &Theme) {
+    let popup = centered(area, 60, 7);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(" confirm ", theme.warning))
+        .border_style(theme.warning);
+    let body = vec![
+        Line::styled(text::sanitize_plain(question), theme.text),
+        Line::raw(""),
+        Line::from(vec![
+            Span::styled(" y ", theme.key_hint),
+            Span::styled("yes   ", theme.text),
+            Span::styled(" n ", theme.key_hint),
+            Span::styled("no", theme.text),
+        ]),
+    ];
+    f.render_widget(Clear, popup);
+    f.render_widget(
+        Paragraph::new(body).block(block).wrap(Wrap { trim: true }),
+        popup,
+    );
+}

@@ -1,0 +1,107 @@
+//! The console: the state machine (`app`), one module per panel, and the run loop (`tui`).
+//!
+//! Not for I/O beyond the terminal: everything else arrives through channels.
+
+pub mod app;
+pub mod command;
+pub mod detail;
+pub mod footer;
+pub mod format;
+pub mod header;
+pub mod help;
+pub mod logs;
+pub mod tui;
+pub mod workloads;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::widgets::Block;
+
+use app::{App, Pane, Prompt, View};
+
+/// Draw the whole screen from the app's state.
+pub fn draw(f: &mut Frame, app: &mut App) {
+    let area = f.area();
+    f.render_widget(Block::default().style(app.theme.text), area);
+    let header_height = header::height(app.store.targets()).min(area.height / 3 + 1);
+    let [top, body, bottom] = Layout::vertical([
+        Constraint::Length(header_height),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+
+    header::render(
+        f,
+        top,
+        app.store.targets(),
+        &app.theme,
+        app.now,
+        app.clock_offset,
+        app.actuator.read_only(),
+    );
+    match app.view {
+        View::Workloads => draw_workloads(f, body, app),
+        View::Logs => {
+            let max = app.config.logs.max_line_display;
+            if let Some(view) = app.logs.as_mut() {
+                logs::render(f, body, view, &app.theme, max);
+            }
+        }
+    }
+    let hints: Vec<String> = match &app.prompt {
+        Prompt::Command(line) => {
+            let targets: Vec<String> = app.store.targets().iter().map(|t| t.name.clone()).collect();
+            let candidates = command::candidates(&targets);
+            line.hints(&candidates).into_iter().cloned().collect()
+        }
+        _ => Vec::new(),
+    };
+    let mode = app.mode();
+    footer::render(
+        f,
+        bottom,
+        &app.prompt,
+        app.status.as_ref(),
+        &hints,
+        &app.keymap,
+        mode,
+        &app.theme,
+    );
+    if app.help {
+        help::render(f, body, &app.keymap, app.base_mode(), &app.theme);
+    }
+    if let Prompt::Confirm { question, .. } = &app.prompt {
+        footer::render_confirm(f, body, question, &app.theme);
+    }
+}
+
+fn draw_workloads(f: &mut Frame, area: ratatui::layout::Rect, app: &mut App) {
+    let table_share = if area.height > 30 { 55 } else { 50 };
+    let [table_area, detail_area] = Layout::vertical([
+        Constraint::Percentage(table_share),
+        Constraint::Percentage(100 - table_share),
+    ])
+    .areas(area);
+    let rows = app.visible_rows();
+    let all = app.store.workloads();
+    workloads::render(
+        f,
+        table_area,
+        all,
+        &rows,
+        &mut app.table,
+        &app.theme,
+        app.pane == Pane::Workloads,
+        app.now,
+    );
+    let selected = app.selected_workload();
+    let props = detail::DetailProps {
+        workload: selected.as_ref(),
+        selected: app.detail_selected,
+        focused: app.pane == Pane::Detail,
+        reveal: app.reveal,
+        now: app.now,
+    };
+    detail::render(f, detail_area, &app.store, &props, &app.theme);
+}
