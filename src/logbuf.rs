@@ -325,3 +325,290 @@ fn entry(seq: u64, held: &Held) -> LogEntry<'_> {
         line: &held.line,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::text::sanitize;
+
+    fn record(replica: &str, text: &str) -> LogRecord {
+        LogRecord {
+            replica: replica.to_owned(),
+            stderr: false,
+            timestamp: None,
+            line: SafeLine::plain(text),
+        }
+    }
+
+    fn texts(buf: &LogBuffer) -> Vec<String> {
+        buf.iter_from(0).map(|e| e.line.text.clone()).collect()
+    }
+
+    fn recount(buf: &LogBuffer) -> usize {
+        buf.iter_from(0).map(|e| line_cost(e.line)).sum()
+    }
+
+    #[test]
+    fn lines_get_numbers_from_first_seq_in_order() {
+        let mut buf = LogBuffer::new(10, 1 << 20);
+        assert_eq!(buf.last_seq(), None);
+        buf.extend([record("web-1", "a"), record("web-1", "b")]);
+        assert_eq!(buf.first_seq(), FIRST_SEQ);
+        assert_eq!(buf.last_seq(), Some(FIRST_SEQ + 1));
+        assert_eq!(
+            buf.get(FIRST_SEQ + 1).map(|e| e.line.text.as_str()),
+            Some("b")
+        );
+        assert_eq!(buf.get(FIRST_SEQ + 2), None);
+        assert_eq!(buf.get(FIRST_SEQ - 1), None);
+    }
+
+    #[test]
+    fn line_cap_evicts_the_oldest_and_numbers_stay_with_their_lines() {
+        let mut buf = LogBuffer::new(3, 1 << 20);
+        for i in 0..5 {
+            buf.push(record("web-1", &format!("line {i}")));
+        }
+        assert_eq!(texts(&buf), ["line 2", "line 3", "line 4"]);
+        assert_eq!(buf.dropped(), 2);
+        assert_eq!(buf.first_seq(), FIRST_SEQ + 2);
+        assert_eq!(
+            buf.get(FIRST_SEQ + 3).map(|e| e.line.text.as_str()),
+            Some("line 3")
+        );
+        assert_eq!(buf.get(FIRST_SEQ + 1), None);
+    }
+
+    #[test]
+    fn byte_cap_evicts_the_oldest_and_counts_text_spans_and_overhead() {
+        let one = line_cost(&SafeLine::plain("0123456789"));
+        assert_eq!(one, 10 + RECORD_OVERHEAD);
+        let mut buf = LogBuffer::new(100, one * 2 + one / 2);
+        for _ in 0..4 {
+            buf.push(record("web-1", "0123456789"));
+        }
+        assert_eq!(buf.len(), 2);
+        assert_eq!(buf.bytes(), one * 2);
+        assert_eq!(buf.dropped(), 2);
+
+        let styled = sanitize(b"\x1b[31mred\x1b[0m plain");
+        assert_eq!(line_cost(&styled), 9 + SPAN_BYTES + RECORD_OVERHEAD);
+    }
+
+    #[test]
+    fn a_line_larger_than_the_byte_cap_is_kept_alone() {
+        let mut buf = LogBuffer::new(100, 1000);
+        buf.push(record("web-1", "small"));
+        buf.push(record("web-1", &"x".repeat(5000)));
+        assert_eq!(buf.len(), 1);
+        assert_eq!(
+            buf.get(FIRST_SEQ + 1).map(|e| e.line.text.len()),
+            Some(5000)
+        );
+        buf.push(record("web-1", "after"));
+        assert_eq!(texts(&buf), ["after"]);
+    }
+
+    #[test]
+    fn memory_stays_flat_over_100k_lines_with_caps() {
+        let max_bytes = 64 * 1024;
+        let mut buf = LogBuffer::new(1000, max_bytes);
+        for i in 0..100_000u64 {
+            let replica = format!("web-{}", i % 5);
+            let raw = format!(
+                "\x1b[3{}m{i:06}\x1b[0m request served in {}ms",
+                i % 8,
+                i % 97
+            );
+            let line = sanitize(raw.as_bytes());
+            buf.push(LogRecord {
+                replica,
+                stderr: i % 7 == 0,
+                timestamp: None,
+                line,
+            });
+            assert!(buf.bytes() <= max_bytes);
+            assert!(buf.len() <= 1000);
+        }
+        assert_eq!(buf.bytes(), recount(&buf));
+        assert_eq!(buf.dropped(), 100_000 - buf.len() as u64);
+        assert_eq!(buf.first_seq(), FIRST_SEQ + buf.dropped());
+        assert_eq!(buf.last_seq(), Some(FIRST_SEQ + 99_999));
+        assert!(buf.len() > 100, "caps let {} lines stay", buf.len());
+        assert_eq!(buf.names.len(), 5);
+        let newest = buf
+            .get(FIRST_SEQ + 99_999)
+            .map(|e| (e.replica, e.line.text.as_str()));
+        assert_eq!(newest, Some(("web-4", "099999 request served in 89ms")));
+    }
+
+    #[test]
+    fn line_cap_of_100k_pushes_holds_exactly_the_cap() {
+        let mut buf = LogBuffer::new(10_000, 8 << 20);
+        buf.extend((0..100_000).map(|i| record("api-1", &format!("GET /items/{i} 200"))));
+        assert_eq!(buf.len(), 10_000);
+        assert_eq!(buf.dropped(), 90_000);
+        assert_eq!(buf.bytes(), recount(&buf));
+        assert_eq!(
+            buf.iter_from(0).next().map(|e| e.seq),
+            Some(FIRST_SEQ + 90_000)
+        );
+    }
+
+    #[test]
+    fn replica_names_are_shared_between_lines() {
+        let mut buf = LogBuffer::new(100, 1 << 20);
+        buf.extend([
+            record("web-1", "a"),
+            record("web-2", "b"),
+            record("web-1", "c"),
+        ]);
+        let first = buf.held[0].replica.clone();
+        assert!(Arc::ptr_eq(&first, &buf.held[2].replica));
+        assert_eq!(buf.names.len(), 2);
+    }
+
+    #[test]
+    fn names_of_evicted_replicas_are_forgotten() {
+        let mut buf = LogBuffer::new(10, 1 << 20);
+        for i in 0..5000 {
+            buf.push(record(&format!("job-{i}"), "done"));
+        }
+        assert!(
+            buf.names.len() <= 2 * NAMES_BEFORE_PRUNE,
+            "{} names",
+            buf.names.len()
+        );
+        assert_eq!(
+            buf.get(FIRST_SEQ + 4999).map(|e| e.replica),
+            Some("job-4999")
+        );
+    }
+
+    #[test]
+    fn entries_keep_every_field_of_the_record() {
+        let ts = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).single();
+        let sent = LogRecord {
+            replica: "db-0".to_owned(),
+            stderr: true,
+            timestamp: ts,
+            line: sanitize(b"\x1b[33mWARN\x1b[0m slow query"),
+        };
+        let mut buf = LogBuffer::new(10, 1 << 20);
+        buf.push(sent.clone());
+        let back = buf.get(FIRST_SEQ).map(|e| e.to_record());
+        assert_eq!(back, Some(sent));
+    }
+
+    #[test]
+    fn prepend_puts_earlier_lines_below_the_first_number() {
+        let mut buf = LogBuffer::new(10, 1 << 20);
+        buf.extend([record("w", "c"), record("w", "d")]);
+        let kept = buf.prepend(vec![record("w", "a"), record("w", "b")]);
+        assert_eq!(kept, 2);
+        assert_eq!(texts(&buf), ["a", "b", "c", "d"]);
+        assert_eq!(buf.first_seq(), FIRST_SEQ - 2);
+        assert_eq!(buf.get(FIRST_SEQ).map(|e| e.line.text.as_str()), Some("c"));
+        assert_eq!(buf.dropped(), 0);
+    }
+
+    #[test]
+    fn prepend_into_a_full_buffer_keeps_the_newest_lines() {
+        let mut buf = LogBuffer::new(4, 1 << 20);
+        buf.extend([record("w", "e"), record("w", "f")]);
+        let kept = buf.prepend(vec![
+            record("w", "a"),
+            record("w", "b"),
+            record("w", "c"),
+            record("w", "d"),
+        ]);
+        assert_eq!(kept, 2);
+        assert_eq!(texts(&buf), ["c", "d", "e", "f"]);
+        assert_eq!(buf.prepend(vec![record("w", "z")]), 0);
+        assert_eq!(buf.bytes(), recount(&buf));
+    }
+
+    #[test]
+    fn prepend_respects_the_byte_cap() {
+        let one = line_cost(&SafeLine::plain("x"));
+        let mut buf = LogBuffer::new(100, one * 3);
+        buf.push(record("w", "x"));
+        assert_eq!(buf.prepend(vec![record("w", "x"); 5]), 2);
+        assert_eq!(buf.bytes(), one * 3);
+    }
+
+    #[test]
+    fn clear_empties_but_never_reuses_numbers() {
+        let mut buf = LogBuffer::new(10, 1 << 20);
+        buf.extend([record("w", "a"), record("w", "b")]);
+        buf.clear();
+        assert!(buf.is_empty());
+        assert_eq!(buf.bytes(), 0);
+        assert_eq!(buf.last_seq(), None);
+        buf.push(record("w", "c"));
+        assert_eq!(buf.first_seq(), FIRST_SEQ + 2);
+        assert_eq!(buf.get(FIRST_SEQ), None);
+    }
+
+    #[test]
+    fn iter_from_starts_at_the_oldest_when_the_number_was_evicted() {
+        let mut buf = LogBuffer::new(2, 1 << 20);
+        buf.extend([record("w", "a"), record("w", "b"), record("w", "c")]);
+        let seqs: Vec<u64> = buf.iter_from(0).map(|e| e.seq).collect();
+        assert_eq!(seqs, [FIRST_SEQ + 1, FIRST_SEQ + 2]);
+        assert_eq!(buf.iter_from(FIRST_SEQ + 2).len(), 1);
+        assert_eq!(buf.iter_from(FIRST_SEQ + 9).len(), 0);
+        assert_eq!(
+            buf.iter_from(0).next_back().map(|e| e.line.text.as_str()),
+            Some("c")
+        );
+    }
+
+    fn searchable() -> LogBuffer {
+        let mut buf = LogBuffer::new(100, 1 << 20);
+        for text in ["boot", "error: disk", "ok", "ok", "error: net", "ok"] {
+            buf.push(record("w", text));
+        }
+        buf
+    }
+
+    #[test]
+    fn find_next_and_prev_include_the_starting_line() {
+        let buf = searchable();
+        let re = Regex::new("error").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(buf.find_next(&re, 0), Some(FIRST_SEQ + 1));
+        assert_eq!(buf.find_next(&re, FIRST_SEQ + 1), Some(FIRST_SEQ + 1));
+        assert_eq!(buf.find_next(&re, FIRST_SEQ + 2), Some(FIRST_SEQ + 4));
+        assert_eq!(buf.find_next(&re, FIRST_SEQ + 5), None);
+        assert_eq!(buf.find_prev(&re, u64::MAX), Some(FIRST_SEQ + 4));
+        assert_eq!(buf.find_prev(&re, FIRST_SEQ + 3), Some(FIRST_SEQ + 1));
+        assert_eq!(buf.find_prev(&re, FIRST_SEQ), None);
+        assert_eq!(buf.find_prev(&re, 0), None);
+    }
+
+    #[test]
+    fn filtered_lists_matching_numbers_and_matches_gives_byte_ranges() {
+        let buf = searchable();
+        let re = Regex::new(r"o").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            buf.filtered(&Regex::new("^ok$").unwrap_or_else(|e| panic!("{e}"))),
+            [FIRST_SEQ + 2, FIRST_SEQ + 3, FIRST_SEQ + 5]
+        );
+        assert_eq!(buf.matches(&re, FIRST_SEQ), [1..2, 2..3]);
+        assert_eq!(buf.matches(&re, FIRST_SEQ + 99), Vec::<Range<usize>>::new());
+        let empty = Regex::new("x*").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(buf.matches(&empty, FIRST_SEQ), Vec::<Range<usize>>::new());
+    }
+
+    #[test]
+    fn search_sees_the_whole_line_not_the_displayed_cut() {
+        let mut buf = LogBuffer::new(10, 1 << 20);
+        let long = format!("{}needle", "x".repeat(10_000));
+        buf.push(record("w", &long));
+        let re = Regex::new("needle").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(buf.find_next(&re, 0), Some(FIRST_SEQ));
+        assert_eq!(buf.matches(&re, FIRST_SEQ), [10_000..10_006]);
+    }
+}

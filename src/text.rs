@@ -690,3 +690,582 @@ fn ansi_color(n: u16) -> Color {
         _ => Color::White,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: &[u8]) -> String {
+        sanitize(bytes).text
+    }
+
+    fn fg(color: Color) -> Style {
+        Style::new().fg(color)
+    }
+
+    // --- C0 controls and line ends ---
+
+    #[test]
+    fn plain_ascii_line_is_kept_as_is() {
+        let line = sanitize(b"GET /healthz 200 1.2ms");
+        assert_eq!(line, SafeLine::plain("GET /healthz 200 1.2ms"));
+    }
+
+    #[test]
+    fn trailing_newline_and_crlf_are_removed() {
+        assert_eq!(text(b"ready\n"), "ready");
+        assert_eq!(text(b"ready\r\n"), "ready");
+        assert_eq!(text(b"ready\r"), "ready");
+        assert_eq!(text(b"ready\n\n"), "ready\u{240a}");
+    }
+
+    #[test]
+    fn lone_carriage_return_is_shown_not_obeyed() {
+        assert_eq!(
+            text(b"progress 10%\rprogress 20%"),
+            "progress 10%\u{240d}progress 20%"
+        );
+    }
+
+    #[test]
+    fn bell_backspace_and_interior_newline_become_control_pictures() {
+        assert_eq!(text(b"ding\x07"), "ding\u{2407}");
+        assert_eq!(
+            text(b"passwd\x08\x08\x08\x08\x08\x08******"),
+            "passwd␈␈␈␈␈␈******"
+        );
+        assert_eq!(text(b"one\ntwo"), "one\u{240a}two");
+        assert_eq!(text(b"\x00nul"), "\u{2400}nul");
+    }
+
+    #[test]
+    fn delete_becomes_its_control_picture() {
+        assert_eq!(text(b"a\x7fb"), "a\u{2421}b");
+    }
+
+    #[test]
+    fn stray_escape_at_the_end_is_shown() {
+        assert_eq!(text(b"cut here\x1b"), "cut here\u{241b}");
+    }
+
+    #[test]
+    fn escape_followed_by_escape_shows_the_first() {
+        let line = sanitize(b"a\x1b\x1b[31mred");
+        assert_eq!(line.text, "a\u{241b}red");
+        assert_eq!(line.spans, vec![(4..7, fg(Color::Red))]);
+    }
+
+    #[test]
+    fn escape_cancelled_by_can_is_shown() {
+        assert_eq!(text(b"a\x1b\x18b"), "a\u{241b}\u{2418}b");
+    }
+
+    #[test]
+    fn unfinished_csi_is_shown_as_text() {
+        assert_eq!(text(b"level=info \x1b[31"), "level=info \u{241b}[31");
+        assert_eq!(text(b"x\x1b[3\x07"), "x\u{241b}[3\u{2407}");
+    }
+
+    #[test]
+    fn unterminated_osc_title_is_shown_as_text_not_set() {
+        assert_eq!(text(b"\x1b]0;owned"), "\u{241b}]0;owned");
+    }
+
+    #[test]
+    fn tab_expands_to_the_next_multiple_of_eight_columns() {
+        assert_eq!(text(b"a\tb"), "a       b");
+        assert_eq!(text(b"12345678\tx"), "12345678        x");
+        assert_eq!(
+            text(b"\tat com.example.Main"),
+            "        at com.example.Main"
+        );
+    }
+
+    #[test]
+    fn tab_after_wide_characters_counts_columns_not_bytes() {
+        // "日本" takes 4 columns, so the tab adds 4 spaces to reach column 8.
+        assert_eq!(text("日本\tx".as_bytes()), "日本    x");
+    }
+
+    #[test]
+    fn tab_inside_coloured_text_counts_columns_not_escape_bytes() {
+        assert_eq!(text(b"\x1b[32mok\x1b[0m\tdone"), "ok      done");
+    }
+
+    // --- SGR ---
+
+    #[test]
+    fn sgr_basic_colour_becomes_a_span() {
+        let line = sanitize(b"\x1b[31merror\x1b[0m: disk full");
+        assert_eq!(line.text, "error: disk full");
+        assert_eq!(line.spans, vec![(0..5, fg(Color::Red))]);
+    }
+
+    #[test]
+    fn sgr_bright_and_background_colours_are_kept() {
+        let line = sanitize(b"\x1b[92;104mok\x1b[39;49m.");
+        assert_eq!(line.text, "ok.");
+        assert_eq!(
+            line.spans,
+            vec![(
+                0..2,
+                Style::new().fg(Color::LightGreen).bg(Color::LightBlue)
+            )]
+        );
+    }
+
+    #[test]
+    fn sgr_256_and_truecolor_are_kept_in_both_separator_forms() {
+        let cases: [(&[u8], Color); 5] = [
+            (b"\x1b[38;5;208mx", Color::Indexed(208)),
+            (b"\x1b[38:5:208mx", Color::Indexed(208)),
+            (b"\x1b[38;2;10;20;30mx", Color::Rgb(10, 20, 30)),
+            (b"\x1b[38:2:10:20:30mx", Color::Rgb(10, 20, 30)),
+            (b"\x1b[38:2::10:20:30mx", Color::Rgb(10, 20, 30)),
+        ];
+        for (input, color) in cases {
+            assert_eq!(sanitize(input).spans, vec![(0..1, fg(color))], "{input:?}");
+        }
+        let bg = sanitize(b"\x1b[48;2;1;2;3mx");
+        assert_eq!(bg.spans, vec![(0..1, Style::new().bg(Color::Rgb(1, 2, 3)))]);
+    }
+
+    #[test]
+    fn sgr_extended_colour_arguments_are_not_read_as_codes() {
+        // 38;5;1 is colour 1 of 256, not "bold"; 58;5;4 (underline colour) must not underline.
+        let line = sanitize(b"\x1b[38;5;1;58;5;4mx");
+        assert_eq!(line.spans, vec![(0..1, fg(Color::Indexed(1)))]);
+    }
+
+    #[test]
+    fn sgr_out_of_range_colour_is_ignored() {
+        assert_eq!(sanitize(b"\x1b[38;5;300mx").spans, vec![]);
+        assert_eq!(sanitize(b"\x1b[38;2;1;2;999mx").spans, vec![]);
+    }
+
+    #[test]
+    fn sgr_attributes_and_their_resets() {
+        let line =
+            sanitize(b"\x1b[1mB\x1b[2mD\x1b[22mN\x1b[3mI\x1b[23m\x1b[4mU\x1b[24m\x1b[7mR\x1b[27mP");
+        assert_eq!(line.text, "BDNIURP");
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        let bold_dim = Style::new().add_modifier(Modifier::BOLD | Modifier::DIM);
+        assert_eq!(
+            line.spans,
+            vec![
+                (0..1, bold),
+                (1..2, bold_dim),
+                (3..4, Style::new().add_modifier(Modifier::ITALIC)),
+                (4..5, Style::new().add_modifier(Modifier::UNDERLINED)),
+                (5..6, Style::new().add_modifier(Modifier::REVERSED)),
+            ]
+        );
+    }
+
+    #[test]
+    fn sgr_reset_and_empty_sgr_end_the_span() {
+        let line = sanitize(b"\x1b[1;31mA\x1b[mB\x1b[33mC\x1b[0mD");
+        assert_eq!(line.text, "ABCD");
+        assert_eq!(
+            line.spans,
+            vec![
+                (
+                    0..1,
+                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+                ),
+                (2..3, fg(Color::Yellow)),
+            ]
+        );
+    }
+
+    #[test]
+    fn repeated_identical_sgr_keeps_one_span() {
+        let line = sanitize(b"\x1b[31mab\x1b[31mcd\x1b[0m");
+        assert_eq!(line.spans, vec![(0..4, fg(Color::Red))]);
+    }
+
+    #[test]
+    fn conceal_and_blink_are_not_kept() {
+        let line = sanitize(b"\x1b[8msecret\x1b[5mblink");
+        assert_eq!(line.text, "secretblink");
+        assert_eq!(line.spans, vec![]);
+    }
+
+    #[test]
+    fn private_csi_ending_in_m_is_not_sgr() {
+        // xterm's modifyOtherKeys (CSI > 4 ; 2 m) is a mode, not a colour.
+        let line = sanitize(b"\x1b[>4;2mtext");
+        assert_eq!(line, SafeLine::plain("text"));
+    }
+
+    // --- other escape sequences ---
+
+    #[test]
+    fn cursor_moves_and_clear_screen_are_removed() {
+        assert_eq!(
+            text(b"\x1b[2J\x1b[H\x1b[10;20Hhi\x1b[3A\x1b[K\x1b[2K!"),
+            "hi!"
+        );
+    }
+
+    #[test]
+    fn alternate_screen_and_mode_switches_are_removed() {
+        assert_eq!(
+            text(b"\x1b[?1049h\x1b[?25lstarted\x1b[?1049l\x1b[?2004h"),
+            "started"
+        );
+    }
+
+    #[test]
+    fn osc_window_title_is_removed_with_either_terminator() {
+        assert_eq!(text(b"\x1b]0;pwned\x07after"), "after");
+        assert_eq!(text(b"\x1b]2;pwned\x1b\\after"), "after");
+    }
+
+    #[test]
+    fn osc52_clipboard_write_is_removed() {
+        assert_eq!(text(b"copy\x1b]52;c;cm0gLXJmIH4=\x07 done"), "copy done");
+    }
+
+    #[test]
+    fn osc8_hyperlink_keeps_only_the_visible_text() {
+        let input = b"see \x1b]8;;https://evil.example/\x1b\\the docs\x1b]8;;\x1b\\ now";
+        assert_eq!(text(input), "see the docs now");
+    }
+
+    #[test]
+    fn dcs_apc_pm_and_sos_strings_are_removed() {
+        assert_eq!(text(b"a\x1bP1$r0m\x1b\\b"), "ab");
+        assert_eq!(text(b"a\x1b_Gf=100;AAAA\x1b\\b"), "ab");
+        assert_eq!(text(b"a\x1b^privacy\x1b\\b"), "ab");
+        assert_eq!(text(b"a\x1bXstart of string\x1b\\b"), "ab");
+    }
+
+    #[test]
+    fn two_byte_escapes_like_reset_and_save_cursor_are_removed() {
+        assert_eq!(
+            text(b"\x1bcreset\x1b7saved\x1b8\x1bM\x1b(B!"),
+            "resetsaved!"
+        );
+    }
+
+    // --- C1, bidi, UTF-8 ---
+
+    #[test]
+    fn c1_controls_become_replacement_characters() {
+        // U+009B is the 8-bit CSI; as UTF-8 and as a raw byte it must not start a sequence.
+        assert_eq!(text("a\u{9b}31mb".as_bytes()), "a\u{fffd}31mb");
+        assert_eq!(text(b"a\x9b31mb"), "a\u{fffd}31mb");
+        assert_eq!(text("x\u{85}y".as_bytes()), "x\u{fffd}y");
+    }
+
+    #[test]
+    fn bidi_overrides_and_isolates_become_replacement_characters() {
+        let input = "access\u{202e}nimda\u{202c} \u{2066}x\u{2069}";
+        assert_eq!(
+            text(input.as_bytes()),
+            "access\u{fffd}nimda\u{fffd} \u{fffd}x\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        assert_eq!(text(b"caf\xc3"), "caf\u{fffd}");
+        assert_eq!(text(b"a\xffb\xfe"), "a\u{fffd}b\u{fffd}");
+        assert_eq!(text(b"\xe2\x82\x1b[31mred"), "\u{fffd}red");
+        assert_eq!(text("ok ✓".as_bytes()), "ok ✓");
+    }
+
+    #[test]
+    fn very_long_line_is_kept_whole() {
+        let mut input = b"\x1b[36m".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 1 << 20));
+        let line = sanitize(&input);
+        assert_eq!(line.text.len(), 1 << 20);
+        assert_eq!(line.spans, vec![(0..1 << 20, fg(Color::Cyan))]);
+    }
+
+    // --- short fields ---
+
+    #[test]
+    fn sanitize_plain_drops_colours_and_turns_tabs_into_one_space() {
+        assert_eq!(sanitize_plain("\x1b[1;31mweb\x1b[0m\tapi"), "web api");
+    }
+
+    #[test]
+    fn sanitize_plain_removes_a_title_escape_from_a_container_name() {
+        assert_eq!(sanitize_plain("web-1\x1b]0;root@prod\x07"), "web-1");
+        assert_eq!(sanitize_plain("db\r\u{202e}"), "db\u{240d}\u{fffd}");
+        assert_eq!(sanitize_plain("label\rvalue"), "label\u{240d}value");
+    }
+
+    // --- widths ---
+
+    #[test]
+    fn display_width_counts_wide_and_combining_characters() {
+        assert_eq!(display_width("abc"), 3);
+        assert_eq!(display_width("日本語"), 6);
+        assert_eq!(display_width("e\u{301}"), 1);
+        assert_eq!(display_width("🚀"), 2);
+        assert_eq!(display_width("👩‍🔬"), 2);
+        assert_eq!(sanitize("日本\x1b[1m語".as_bytes()).width(), 6);
+    }
+
+    #[test]
+    fn pad_of_mixed_cjk_emoji_and_combining_strings_has_exact_width() {
+        let names = [
+            "web",
+            "日本語のサービス",
+            "🚀launch🚀",
+            "cafe\u{301}-api",
+            "a\u{300}\u{301}\u{302}",
+            "",
+        ];
+        for width in 0..20 {
+            for name in names {
+                let cell = pad(name, width);
+                assert_eq!(
+                    display_width(&cell),
+                    width,
+                    "pad({name:?}, {width}) = {cell:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fit_never_exceeds_the_width_and_ends_in_an_ellipsis_when_cut() {
+        let s = "服务-🚀-e\u{301}-web-frontend";
+        let full = display_width(s);
+        for width in 0..full + 3 {
+            let out = fit(s, width);
+            assert!(display_width(&out) <= width, "fit({width}) = {out:?}");
+            if width < full {
+                assert_eq!(out.ends_with('…'), width > 0, "fit({width}) = {out:?}");
+            } else {
+                assert_eq!(out, s);
+            }
+        }
+    }
+
+    #[test]
+    fn fit_pads_with_a_space_where_a_wide_char_would_straddle_the_edge() {
+        assert_eq!(fit("日本語", 4), "日 …");
+        assert_eq!(fit("日本語", 5), "日本…");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abcdef", 1), "…");
+        assert_eq!(fit("abcdef", 0), "");
+    }
+
+    #[test]
+    fn fit_keeps_combining_marks_with_their_letter() {
+        assert_eq!(
+            fit("e\u{301}e\u{301}e\u{301}", 3),
+            "e\u{301}e\u{301}e\u{301}"
+        );
+        assert_eq!(fit("e\u{301}e\u{301}e\u{301}", 2), "e\u{301}…");
+    }
+
+    // --- cutting, wrapping, rendering ---
+
+    #[test]
+    fn display_cut_skips_columns_and_moves_spans() {
+        let line = sanitize(b"abc\x1b[31mdefgh\x1b[0mij");
+        let cut = line.display_cut(2, 4);
+        assert_eq!(cut.text, "cdef");
+        assert_eq!(cut.spans, vec![(1..4, fg(Color::Red))]);
+        assert_eq!(line.display_cut(8, 10).text, "ij");
+        assert_eq!(line.display_cut(20, 10), SafeLine::default());
+    }
+
+    #[test]
+    fn display_cut_replaces_a_wide_char_cut_by_an_edge_with_a_space() {
+        let line = sanitize("日本語x".as_bytes());
+        assert_eq!(line.display_cut(1, 4).text, " 本 ");
+        assert_eq!(line.display_cut(1, 4).width(), 4);
+        assert_eq!(line.display_cut(0, 3).text, "日 ");
+        assert_eq!(line.display_cut(4, 3).text, "語x");
+    }
+
+    #[test]
+    fn display_cut_of_a_megabyte_line_returns_only_the_visible_columns() {
+        let line = SafeLine::plain("0123456789".repeat(100_000));
+        let cut = line.display_cut(500_003, 8);
+        assert_eq!(cut.text, "34567890");
+        assert_eq!(line.text.len(), 1_000_000);
+    }
+
+    #[test]
+    fn wrap_never_splits_wide_chars_or_grapheme_clusters() {
+        let line = sanitize("ab日本e\u{301}🚀c".as_bytes());
+        let rows: Vec<String> = line.wrap(3).into_iter().map(|r| r.text).collect();
+        assert_eq!(rows, vec!["ab", "日", "本e\u{301}", "🚀c"]);
+        for row in line.wrap(3) {
+            assert!(row.width() <= 3);
+        }
+    }
+
+    #[test]
+    fn wrap_carries_spans_into_each_row() {
+        let line = sanitize(b"ab\x1b[32mcdef\x1b[0mg");
+        let rows = line.wrap(3);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].text, "abc");
+        assert_eq!(rows[0].spans, vec![(2..3, fg(Color::Green))]);
+        assert_eq!(rows[1].text, "def");
+        assert_eq!(rows[1].spans, vec![(0..3, fg(Color::Green))]);
+        assert_eq!(rows[2], SafeLine::plain("g"));
+    }
+
+    #[test]
+    fn wrap_of_an_empty_line_is_one_empty_row() {
+        assert_eq!(SafeLine::default().wrap(10), vec![SafeLine::default()]);
+    }
+
+    #[test]
+    fn to_line_patches_span_styles_over_the_base() {
+        let base = Style::new().fg(Color::White).bg(Color::Black);
+        let line = sanitize(b"a\x1b[1;31mb\x1b[0mc").to_line(base);
+        let spans: Vec<(String, Style)> = line
+            .spans
+            .iter()
+            .map(|s| (s.content.to_string(), s.style))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                ("a".to_owned(), base),
+                (
+                    "b".to_owned(),
+                    base.fg(Color::Red).add_modifier(Modifier::BOLD)
+                ),
+                ("c".to_owned(), base),
+            ]
+        );
+    }
+
+    #[test]
+    fn to_line_highlighted_overlays_matches_on_top_of_colours() {
+        let base = Style::new();
+        let hl = Style::new().bg(Color::Yellow);
+        let line = sanitize(b"xx \x1b[31merror\x1b[0m yy");
+        let out = line.to_line_highlighted(base, &[1..5, 100..200], hl);
+        let spans: Vec<(String, Style)> = out
+            .spans
+            .iter()
+            .map(|s| (s.content.to_string(), s.style))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                ("x".to_owned(), base),
+                ("x ".to_owned(), hl),
+                ("er".to_owned(), fg(Color::Red).bg(Color::Yellow)),
+                ("ror".to_owned(), fg(Color::Red)),
+                (" yy".to_owned(), base),
+            ]
+        );
+    }
+
+    #[test]
+    fn highlight_follows_a_horizontal_scroll() {
+        let hl = Style::new().bg(Color::Yellow);
+        let line = SafeLine::plain("abcdefgh");
+        let cut = line.highlighted(&[4..6], hl).display_cut(3, 4);
+        assert_eq!(cut.text, "defg");
+        assert_eq!(cut.spans, vec![(1..3, hl)]);
+    }
+
+    #[test]
+    fn invalid_public_spans_are_skipped_not_panicked_on() {
+        let line = SafeLine {
+            text: "日本".to_owned(),
+            spans: vec![
+                (1..2, fg(Color::Red)),
+                (0..99, fg(Color::Red)),
+                (3..6, fg(Color::Blue)),
+            ],
+        };
+        let out = line.to_line(Style::new());
+        let text: String = out.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert_eq!(text, "日本");
+        assert_eq!(out.spans[1].style, fg(Color::Blue));
+    }
+
+    // --- properties ---
+
+    /// A small deterministic generator, so failures reproduce.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// Bytes biased towards the ones that make terminals act.
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            const INTERESTING: &[u8] = b"\x1b\x1b[]P_^X\\;:0123456789m\x07\x08\x09\x0a\x0d\x18\x1a\x7f\x9b\x9c\xc2\xe2\x80\xae";
+            (0..len)
+                .map(|_| {
+                    let r = self.next();
+                    if r % 3 == 0 {
+                        INTERESTING[(r >> 8) as usize % INTERESTING.len()]
+                    } else {
+                        (r >> 16) as u8
+                    }
+                })
+                .collect()
+        }
+    }
+
+    fn assert_safe(line: &SafeLine, input: &[u8]) {
+        assert!(
+            !line.text.chars().any(|c| c.is_control()),
+            "control char from {input:?}"
+        );
+        assert!(
+            !line.text.chars().any(is_replaced),
+            "bidi or C1 from {input:?}"
+        );
+        let mut pos = 0;
+        for (range, _) in &line.spans {
+            assert!(
+                range.start >= pos && range.start < range.end,
+                "{:?} from {input:?}",
+                line.spans
+            );
+            assert!(range.end <= line.text.len());
+            assert!(
+                line.text.is_char_boundary(range.start) && line.text.is_char_boundary(range.end)
+            );
+            pos = range.end;
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_yield_control_chars_and_spans_stay_on_char_boundaries() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for round in 0..20_000 {
+            let len = (rng.next() % 64) as usize;
+            let input = rng.bytes(len);
+            let line = sanitize(&input);
+            assert_safe(&line, &input);
+            let plain = sanitize_plain(&String::from_utf8_lossy(&input));
+            assert!(
+                !plain.chars().any(|c| c.is_control()),
+                "round {round}: {input:?}"
+            );
+            let width = (rng.next() % 12) as usize + 1;
+            for row in line.wrap(width) {
+                assert_safe(&row, &input);
+            }
+            let skip = (rng.next() % 20) as usize;
+            let cut = line.display_cut(skip, width);
+            assert_safe(&cut, &input);
+            assert!(cut.width() <= width, "cut {cut:?} of {line:?}");
+        }
+    }
+}
