@@ -11,8 +11,8 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
 use toml::Spanned;
 
 use crate::paths::Paths;
@@ -109,7 +109,12 @@ impl ConfigError {
         message: impl Into<String>,
     ) -> ConfigError {
         let (line, column) = line_column(text, span.start);
-        ConfigError::Invalid { path: path.to_path_buf(), line, column, message: message.into() }
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 }
 
@@ -131,7 +136,10 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> 
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -139,7 +147,9 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> 
 pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// The whole of `config.toml`.
@@ -221,13 +231,21 @@ impl Default for Config {
 
 impl Default for LogsConfig {
     fn default() -> LogsConfig {
-        LogsConfig { max_lines: 10_000, max_bytes: 8 * 1024 * 1024, tail: 200, max_line_display: 4096 }
+        LogsConfig {
+            max_lines: 10_000,
+            max_bytes: 8 * 1024 * 1024,
+            tail: 200,
+            max_line_display: 4096,
+        }
     }
 }
 
 impl Default for UiConfig {
     fn default() -> UiConfig {
-        UiConfig { frame_rate: 30, stats_history: 60 }
+        UiConfig {
+            frame_rate: 30,
+            stats_history: 60,
+        }
     }
 }
 
@@ -252,7 +270,10 @@ impl Config {
     /// The Docker hosts to connect to: those listed, or one named `local` when none is.
     pub fn docker_targets(&self) -> Vec<DockerTarget> {
         if self.docker.is_empty() {
-            vec![DockerTarget { name: LOCAL_TARGET.to_string(), host: None }]
+            vec![DockerTarget {
+                name: LOCAL_TARGET.to_string(),
+                host: None,
+            }]
         } else {
             self.docker.clone()
         }
@@ -265,9 +286,11 @@ fn check_unique_target_names(
     text: &str,
     targets: &[DockerTarget],
 ) -> Result<(), ConfigError> {
-    let Some(index) = (1..targets.len())
-        .find(|&i| targets[..i].iter().any(|earlier| earlier.name == targets[i].name))
-    else {
+    let Some(index) = (1..targets.len()).find(|&i| {
+        targets[..i]
+            .iter()
+            .any(|earlier| earlier.name == targets[i].name)
+    }) else {
         return Ok(());
     };
     let span = docker_name_span(text, index).unwrap_or(0..0);
@@ -313,15 +336,21 @@ where
         Some(max) if value < min || value > max => Err(D::Error::custom(format!(
             "`{key}` must be from {min} to {max} {unit}, not {value}"
         ))),
-        None if value < min => {
-            Err(D::Error::custom(format!("`{key}` must be at least {min} {unit}, not {value}")))
-        }
+        None if value < min => Err(D::Error::custom(format!(
+            "`{key}` must be at least {min} {unit}, not {value}"
+        ))),
         _ => Ok(value),
     }
 }
 
 fn frame_rate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    bounded(deserializer, "ui.frame_rate", 1, Some(120), "frames per second")
+    bounded(
+        deserializer,
+        "ui.frame_rate",
+        1,
+        Some(120),
+        "frames per second",
+    )
 }
 
 fn stats_history<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
@@ -333,7 +362,13 @@ fn max_lines<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Err
 }
 
 fn max_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
-    bounded(deserializer, "logs.max_bytes", 64 * 1024, None, "bytes (64 KiB)")
+    bounded(
+        deserializer,
+        "logs.max_bytes",
+        64 * 1024,
+        None,
+        "bytes (64 KiB)",
+    )
 }
 
 fn max_line_display<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
@@ -369,7 +404,9 @@ const DOCKER_SCHEMES: [&str; 3] = ["unix://", "tcp://", "http://"];
 
 fn docker_host<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     let host = String::deserialize(deserializer)?;
-    let rest = DOCKER_SCHEMES.iter().find_map(|scheme| host.strip_prefix(scheme));
+    let rest = DOCKER_SCHEMES
+        .iter()
+        .find_map(|scheme| host.strip_prefix(scheme));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(Some(host)),
         Some(_) => Err(D::Error::custom(format!(
@@ -434,7 +471,13 @@ mod tests {
     #[test]
     fn no_docker_entry_means_one_local_target_from_the_environment() {
         let targets = Config::default().docker_targets();
-        assert_eq!(targets, vec![DockerTarget { name: "local".into(), host: None }]);
+        assert_eq!(
+            targets,
+            vec![DockerTarget {
+                name: "local".into(),
+                host: None
+            }]
+        );
     }
 
     #[test]
@@ -444,14 +487,21 @@ mod tests {
              [[docker]]\nname = \"box\"\nhost = \"unix:///run/docker.sock\"\n",
         )
         .unwrap();
-        let names: Vec<_> = config.docker_targets().into_iter().map(|t| t.name).collect();
+        let names: Vec<_> = config
+            .docker_targets()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         assert_eq!(names, ["edge", "box"]);
     }
 
     #[test]
     fn an_unknown_key_is_an_error_at_its_line_and_column() {
         let text = error_text("theme = \"dark\"\n[ui]\n  fram_rate = 10\n");
-        assert!(text.starts_with("/cfg/config.toml:3:3: unknown field `fram_rate`"), "{text}");
+        assert!(
+            text.starts_with("/cfg/config.toml:3:3: unknown field `fram_rate`"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -466,7 +516,10 @@ mod tests {
     #[test]
     fn a_small_byte_limit_names_the_key() {
         let text = error_text("[logs]\nmax_bytes = 1024\n");
-        assert!(text.starts_with("/cfg/config.toml:2:13: `logs.max_bytes` must be at least"), "{text}");
+        assert!(
+            text.starts_with("/cfg/config.toml:2:13: `logs.max_bytes` must be at least"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -474,25 +527,37 @@ mod tests {
         let text = error_text(
             "[[docker]]\nname = \"a\"\n\n[[docker]]\nname = \"b\"\n[[docker]]\nname = \"a\"\n",
         );
-        assert!(text.starts_with("/cfg/config.toml:7:8: `docker.name`: the name `a`"), "{text}");
+        assert!(
+            text.starts_with("/cfg/config.toml:7:8: `docker.name`: the name `a`"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_docker_host_without_a_known_scheme_is_refused() {
         let text = error_text("[[docker]]\nname = \"a\"\nhost = \"ssh://box\"\n");
-        assert!(text.starts_with("/cfg/config.toml:3:8: `docker.host` \"ssh://box\" must start"), "{text}");
+        assert!(
+            text.starts_with("/cfg/config.toml:3:8: `docker.host` \"ssh://box\" must start"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_theme_name_that_is_a_path_is_refused() {
         let text = error_text("theme = \"../../etc/passwd\"\n");
-        assert!(text.starts_with("/cfg/config.toml:1:9: `theme` must be a plain name"), "{text}");
+        assert!(
+            text.starts_with("/cfg/config.toml:1:9: `theme` must be a plain name"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_wrong_type_is_an_error_at_the_value() {
         let text = error_text("read_only = \"yes\"\n");
-        assert!(text.starts_with("/cfg/config.toml:1:13: invalid type"), "{text}");
+        assert!(
+            text.starts_with("/cfg/config.toml:1:13: invalid type"),
+            "{text}"
+        );
     }
 
     #[test]

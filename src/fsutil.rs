@@ -97,7 +97,10 @@ mod tests {
         write_atomic(&path, b"a very long first version of the file\n").unwrap();
         write_atomic(&path, b"short\n").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "short\n");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("rules.yaml")]);
     }
 

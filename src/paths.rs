@@ -42,7 +42,11 @@ impl Paths {
         env: impl Fn(&str) -> Option<OsString>,
         project: Option<&ProjectDirs>,
     ) -> Result<Paths, ConfigError> {
-        let override_of = |name: &str| env(name).filter(|value| !value.is_empty()).map(PathBuf::from);
+        let override_of = |name: &str| {
+            env(name)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        };
         let config_dir = match override_of(CONFIG_DIR_VAR) {
             Some(dir) => dir,
             None => project_dir(project, CONFIG_DIR_VAR, |p| p.config_dir().to_path_buf())?,
@@ -55,7 +59,11 @@ impl Paths {
             Some(dir) => dir,
             None => project_dir(project, STATE_DIR_VAR, default_state_dir)?,
         };
-        Ok(Paths { config_dir, data_dir, state_dir })
+        Ok(Paths {
+            config_dir,
+            data_dir,
+            state_dir,
+        })
     }
 
     /// `config.toml` in the config directory.
@@ -95,7 +103,9 @@ fn project_dir(
     variable: &'static str,
     pick: impl Fn(&ProjectDirs) -> PathBuf,
 ) -> Result<PathBuf, ConfigError> {
-    project.map(pick).ok_or(ConfigError::NoHomeDirectory { variable })
+    project
+        .map(pick)
+        .ok_or(ConfigError::NoHomeDirectory { variable })
 }
 
 /// The platform state directory, or `state` under the data directory where the platform has none
@@ -113,8 +123,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let map: HashMap<String, OsString> =
-            pairs.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
