@@ -16,4 +16,4 @@ pub mod platform;
 pub mod store;
 pub mod text;
 pub mod theme;
-// pub mod ui; (enabled once the keymap lands)
+pub mod ui;

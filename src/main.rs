@@ -1,1 +1,147 @@
-fn main() {}
+//! The `pilothouse` binary: parses the command line and starts the console.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use tokio::sync::mpsc;
+
+use pilothouse::actuator::{Actuator, AuditLog};
+use pilothouse::cli::{self, Cli, Command};
+use pilothouse::config::{Config, DockerTarget};
+use pilothouse::keymap::Keymap;
+use pilothouse::model::PlatformKind;
+use pilothouse::paths::Paths;
+use pilothouse::store::Store;
+use pilothouse::theme::Theme;
+use pilothouse::ui::{app::App, tui};
+use pilothouse::{logging, platform};
+
+/// Capacity of the channel from workers to the console; a full channel slows the workers.
+const UPDATE_QUEUE: usize = 1024;
+/// Capacity of each worker's request channel.
+const REQUEST_QUEUE: usize = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("pilothouse: {report:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    // One-shot subcommands need no config and no terminal.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            cli::write_completions(*shell, &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Man) => {
+            cli::write_man_page(&mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
+    }
+
+    // Paths and config: a bad file stops here, before the terminal is taken.
+    let paths = Paths::from_env()?;
+    if cli.version {
+        print_version(&paths);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::load(&paths)?;
+    let theme_name = cli.theme.clone().unwrap_or_else(|| config.theme.clone());
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let theme = Theme::resolve(&theme_name, &paths, no_color)?;
+    let keymap_name = cli.keymap.clone().unwrap_or_else(|| config.keymap.clone());
+    let keymap = Keymap::resolve(&keymap_name, &paths)?;
+
+    // The console needs a terminal of its own.
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(eyre!(
+            "the console needs a terminal on stdin and stdout; run it in a terminal, or use a \
+             subcommand (see --help)"
+        ));
+    }
+
+    // Hooks: a panic gives the terminal back before anything is printed.
+    install_hooks()?;
+    let _log_guard = logging::init(&paths.log_file())
+        .wrap_err_with(|| format!("cannot open the log file {}", paths.log_file().display()))?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "console starting");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")?;
+    let exit = runtime.block_on(console(cli, config, theme, keymap, paths))?;
+    tracing::info!(?exit, "console stopped");
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Start one worker per target, then run the console until it ends.
+async fn console(
+    cli: Cli,
+    config: Config,
+    theme: Theme,
+    keymap: Keymap,
+    paths: Paths,
+) -> Result<tui::Exit> {
+    let targets = match &cli.docker_host {
+        Some(host) => vec![DockerTarget {
+            name: "local".to_string(),
+            host: Some(host.clone()),
+        }],
+        None => config.docker_targets(),
+    };
+    let (updates_tx, mut updates) = mpsc::channel(UPDATE_QUEUE);
+    let mut store = Store::new(config.ui.stats_history);
+    let mut workers = HashMap::new();
+    for target in targets {
+        store.add_target(&target.name, PlatformKind::Docker);
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        tokio::spawn(platform::docker::run(
+            target.name.clone(),
+            target.host.clone(),
+            updates_tx.clone(),
+            rx,
+        ));
+        workers.insert(target.name, tx);
+    }
+    drop(updates_tx);
+
+    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+    let read_only = cli.read_only || config.read_only;
+    let audit = AuditLog::new(paths.audit_log());
+    let actuator = Actuator::new(read_only, audit, workers.clone(), outcomes_tx);
+    let mut app = App::new(config, theme, keymap, store, actuator, workers);
+    tui::run(&mut app, &mut updates, &mut outcomes).await
+}
+
+fn install_hooks() -> Result<()> {
+    let (panic_hook, eyre_hook) = color_eyre::config::HookBuilder::default().into_hooks();
+    eyre_hook.install()?;
+    let panic_hook = panic_hook.into_panic_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tui::restore();
+        panic_hook(info);
+    }));
+    Ok(())
+}
+
+fn print_version(paths: &Paths) {
+    println!("pilothouse {}", env!("CARGO_PKG_VERSION"));
+    println!("config file: {}", paths.config_file().display());
+    println!("themes:      {}", paths.themes_dir().display());
+    println!("keymaps:     {}", paths.keymaps_dir().display());
+    println!("rules:       {}", paths.rules_dir().display());
+    println!("log file:    {}", paths.log_file().display());
+    println!("audit log:   {}", paths.audit_log().display());
+}

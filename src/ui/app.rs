@@ -126,6 +126,8 @@ pub struct App {
     pub pane: Pane,
     pub prompt: Prompt,
     pub help: bool,
+    /// Lines scrolled down in the help.
+    pub help_scroll: usize,
     pub table: WorkloadTable,
     /// Selected replica in the detail pane.
     pub detail_selected: usize,
@@ -163,6 +165,7 @@ impl App {
             pane: Pane::Workloads,
             prompt: Prompt::None,
             help: false,
+            help_scroll: 0,
             table: WorkloadTable::default(),
             detail_selected: 0,
             logs: None,
@@ -249,13 +252,22 @@ impl App {
     /// Carry out one keymap action in the current mode.
     pub fn on_action(&mut self, action: KeyAction) {
         if self.help {
-            if matches!(action, KeyAction::Back | KeyAction::Help | KeyAction::Quit) {
-                self.help = false;
+            match action {
+                KeyAction::Back | KeyAction::Help | KeyAction::Quit => self.help = false,
+                KeyAction::Down => self.help_scroll += 1,
+                KeyAction::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                KeyAction::PageDown => self.help_scroll += 10,
+                KeyAction::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                KeyAction::Top => self.help_scroll = 0,
+                _ => {}
             }
             return;
         }
         match action {
-            KeyAction::Help => self.help = true,
+            KeyAction::Help => {
+                self.help = true;
+                self.help_scroll = 0;
+            }
             KeyAction::Command => self.prompt = Prompt::Command(CommandLine::default()),
             KeyAction::Quit | KeyAction::Back => self.back(action == KeyAction::Quit),
             _ => match self.view {
@@ -271,7 +283,7 @@ impl App {
         } else if self.pane == Pane::Detail {
             self.pane = Pane::Workloads;
         } else if self.table.filter_text().is_some() && !quit_key {
-            self.table.set_filter("");
+            self.table.clear_filter();
         } else if quit_key {
             self.quit = true;
         }
@@ -412,7 +424,7 @@ impl App {
                         confirmed: true,
                         ..request
                     });
-                    Prompt::None
+                    return;
                 }
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
                     self.info("cancelled".to_string());
@@ -423,7 +435,7 @@ impl App {
             Prompt::Command(mut line) => match key.code {
                 KeyCode::Enter => {
                     self.run_command(&line.input);
-                    Prompt::None
+                    return;
                 }
                 KeyCode::Esc => Prompt::None,
                 KeyCode::Tab => {
@@ -444,6 +456,7 @@ impl App {
             } => match key.code {
                 KeyCode::Enter => {
                     match input.trim().parse::<u64>() {
+                        // The actuator may ask for a confirmation, which becomes the prompt.
                         Ok(to) => self.submit(ActionRequest {
                             workload,
                             kind: ActionKind::Scale { from, to },
@@ -454,7 +467,7 @@ impl App {
                             "not a replica count: {input:?} (type a whole number, e.g. 3)"
                         )),
                     }
-                    Prompt::None
+                    return;
                 }
                 KeyCode::Esc => Prompt::None,
                 KeyCode::Char(c) if !c.is_ascii_digit() => Prompt::Scale {

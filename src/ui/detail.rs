@@ -129,6 +129,7 @@ fn replica_line(
     let stats = store
         .replica_stats(target, &r.id)
         .and_then(|s| s.back())
+        .filter(|_| r.state == "running")
         .map_or(String::new(), |s| {
             format!("{} {}", human_cpu(s.cpu_percent), human_bytes(s.mem_bytes))
         });

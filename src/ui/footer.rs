@@ -126,23 +126,41 @@ fn hint_line(keymap: &Keymap, mode: Mode, theme: &Theme) -> Line<'static> {
         .collect();
     let mut spans = Vec::new();
     for action in hinted(mode) {
-        let Some((keys, _, description)) = bindings.iter().find(|(_, a, _)| a == action) else {
+        let Some((keys, _, _)) = bindings.iter().find(|(_, a, _)| a == action) else {
             continue;
         };
-        let key = keys
-            .split_whitespace()
-            .next()
-            .unwrap_or(keys.as_str())
-            .to_string();
-        let word = description
-            .split_whitespace()
-            .next()
-            .unwrap_or(description)
-            .to_lowercase();
+        let key = keys.split(", ").next().unwrap_or(keys.as_str()).to_string();
+        let word = hint_word(*action);
         spans.push(Span::styled(format!(" {key}"), theme.key_hint));
         spans.push(Span::styled(format!(" {word} "), theme.text_dim));
     }
     Line::from(spans)
+}
+
+/// The one word the hint line shows for an action.
+fn hint_word(action: KeyAction) -> &'static str {
+    match action {
+        KeyAction::Logs => "logs",
+        KeyAction::Scale => "scale",
+        KeyAction::Restart => "restart",
+        KeyAction::Open => "open",
+        KeyAction::Filter => "filter",
+        KeyAction::SortNext => "sort",
+        KeyAction::Help => "help",
+        KeyAction::Command => "command",
+        KeyAction::Quit => "quit",
+        KeyAction::Reveal => "secrets",
+        KeyAction::NextPane => "pane",
+        KeyAction::Back => "back",
+        KeyAction::Follow => "follow",
+        KeyAction::Wrap => "wrap",
+        KeyAction::Timestamps => "time",
+        KeyAction::Search => "search",
+        KeyAction::NextMatch => "next",
+        KeyAction::Top => "top",
+        KeyAction::Bottom => "bottom",
+        _ => "",
+    }
 }
 
 /// Draw the confirmation dialog of a destructive action.

@@ -13,7 +13,14 @@ use crate::text;
 use crate::theme::Theme;
 
 /// Draw the help over `area` for `mode`.
-pub fn render(f: &mut Frame, area: Rect, keymap: &Keymap, mode: Mode, theme: &Theme) {
+pub fn render(
+    f: &mut Frame,
+    area: Rect,
+    keymap: &Keymap,
+    mode: Mode,
+    scroll: &mut usize,
+    theme: &Theme,
+) {
     let popup = centered(area, 72, area.height.saturating_sub(4).max(8));
     let mut lines = Vec::new();
     for (title, m) in [(mode_title(mode), mode), ("everywhere", Mode::Global)] {
@@ -29,9 +36,20 @@ pub fn render(f: &mut Frame, area: Rect, keymap: &Keymap, mode: Mode, theme: &Th
         }
         lines.push(Line::raw(""));
     }
+    let visible = popup.height.saturating_sub(2) as usize;
+    *scroll = (*scroll).min(lines.len().saturating_sub(visible));
+    let more = if lines.len() > visible + *scroll {
+        " ─ j/k scroll"
+    } else {
+        ""
+    };
+    let lines: Vec<Line> = lines.into_iter().skip(*scroll).collect();
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(Span::styled(" help ─ ? or Esc closes ", theme.title))
+        .title(Span::styled(
+            format!(" help ─ ? or Esc closes{more} "),
+            theme.title,
+        ))
         .border_style(theme.border_focus);
     f.render_widget(Clear, popup);
     f.render_widget(Paragraph::new(lines).block(block).style(theme.text), popup);

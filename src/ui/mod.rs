@@ -69,7 +69,8 @@ pub fn draw(f: &mut Frame, app: &mut App) {
         &app.theme,
     );
     if app.help {
-        help::render(f, body, &app.keymap, app.base_mode(), &app.theme);
+        let mode = app.base_mode();
+        help::render(f, body, &app.keymap, mode, &mut app.help_scroll, &app.theme);
     }
     if let Prompt::Confirm { question, .. } = &app.prompt {
         footer::render_confirm(f, body, question, &app.theme);

@@ -146,6 +146,11 @@ impl WorkloadTable {
         Ok(())
     }
 
+    pub fn clear_filter(&mut self) {
+        self.filter = None;
+        self.stale = true;
+    }
+
     pub fn filter_text(&self) -> Option<&str> {
         self.filter.as_ref().map(Regex::as_str)
     }

@@ -1,0 +1,166 @@
+//! Snapshot tests of the main screens at 80x24 and 200x50, then targeted checks of colours on
+//! given cells, which a text snapshot cannot see.
+
+mod ui_fixture;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::{Color, Modifier};
+
+use pilothouse::keymap::KeyAction;
+use pilothouse::theme::Theme;
+use ui_fixture::{app_with, app_with_theme, draw, log_records, screen_text, small_host};
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn code(k: KeyCode) -> KeyEvent {
+    KeyEvent::new(k, KeyModifiers::NONE)
+}
+
+#[test]
+fn workloads_screen_80x24() {
+    let mut app = app_with(small_host());
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn workloads_screen_200x50() {
+    let mut app = app_with(small_host());
+    insta::assert_snapshot!(draw(&mut app, 200, 50).backend());
+}
+
+#[test]
+fn detail_pane_with_risky_replica_200x50() {
+    let mut app = app_with(small_host());
+    app.table.set_filter("db").unwrap();
+    app.on_action(KeyAction::NextPane);
+    insta::assert_snapshot!(draw(&mut app, 200, 50).backend());
+}
+
+#[test]
+fn help_screen_80x24() {
+    let mut app = app_with(small_host());
+    app.on_key(key('?'));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn logs_screen_200x50() {
+    let mut app = app_with(small_host());
+    app.table.set_filter("web").unwrap();
+    app.on_action(KeyAction::Logs);
+    let view = app.logs.as_mut().expect("the logs view opens");
+    let mut lines = log_records(
+        "shop-web-1",
+        &[
+            b"GET /health 200 0.4ms",
+            b"\x1b[31merror:\x1b[0m upstream timed out",
+            b"title \x1b]0;pwned\x07 and clipboard \x1b]52;c;aGk=\x07 removed",
+            b"bell\x07 and a lone\rcarriage return",
+            "wide 漢字 and emoji 🚀 stay aligned".as_bytes(),
+        ],
+    );
+    lines.extend(log_records(
+        "shop-web-2",
+        &[b"POST /cart 201 3.1ms", b"\xff\xfe invalid utf-8"],
+    ));
+    view.append(lines);
+    insta::assert_snapshot!(draw(&mut app, 200, 50).backend());
+}
+
+#[test]
+fn the_selected_row_uses_the_themes_selected_style() {
+    let mut app = app_with(small_host());
+    let terminal = draw(&mut app, 120, 30);
+    let buffer = terminal.backend().buffer();
+    let theme = Theme::dark();
+    // Row 0 is the header, row 1 the table border, row 2 the column titles, row 3 the first
+    // workload, which is selected at start.
+    let cell = &buffer[(3, 3)];
+    assert_eq!(cell.bg, theme.row_selected.bg.unwrap_or(Color::Reset));
+    assert_eq!(cell.fg, theme.row_selected.fg.unwrap_or(Color::Reset));
+}
+
+#[test]
+fn no_color_keeps_the_selection_visible_without_any_colour() {
+    let replicas = small_host();
+    let theme = Theme::resolve(
+        "dark",
+        &pilothouse::paths::Paths {
+            config_dir: std::env::temp_dir().join("pilothouse-no-such-config"),
+            data_dir: std::env::temp_dir(),
+            state_dir: std::env::temp_dir(),
+        },
+        true,
+    )
+    .unwrap();
+    let mut app = app_with_theme(replicas, theme);
+    let terminal = draw(&mut app, 120, 30);
+    let buffer = terminal.backend().buffer();
+    for cell in buffer.content() {
+        assert_eq!(
+            (cell.fg, cell.bg),
+            (Color::Reset, Color::Reset),
+            "cell {cell:?}"
+        );
+    }
+    assert!(buffer[(3, 3)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn a_label_with_escape_sequences_is_drawn_as_inert_text() {
+    let mut app = app_with(small_host());
+    let screen = screen_text(&draw(&mut app, 200, 50));
+    assert!(!screen.contains('\u{1b}') && !screen.contains('\u{7}'));
+    assert!(screen.contains("evil/x "), "{screen}");
+    assert!(
+        !screen.contains("pwned"),
+        "the OSC title sequence is dropped whole: {screen}"
+    );
+}
+
+#[test]
+fn the_filter_narrows_rows_as_it_is_typed_and_escape_clears_it() {
+    let mut app = app_with(small_host());
+    app.on_key(key('/'));
+    for c in "work".chars() {
+        app.on_key(key(c));
+    }
+    let screen = screen_text(&draw(&mut app, 120, 30));
+    assert!(
+        screen.contains("shop/worker") && !screen.contains("shop/web "),
+        "{screen}"
+    );
+    app.on_key(code(KeyCode::Esc));
+    let screen = screen_text(&draw(&mut app, 120, 30));
+    assert!(screen.contains("shop/web"), "{screen}");
+}
+
+#[test]
+fn scaling_down_asks_for_confirmation_before_anything_is_sent() {
+    let mut app = app_with(small_host());
+    app.table.set_filter("shop/web").unwrap();
+    app.on_key(key('s'));
+    app.on_key(key('1'));
+    app.on_key(code(KeyCode::Enter));
+    let screen = screen_text(&draw(&mut app, 120, 30));
+    assert!(screen.contains("Scale shop/web from 3 to 1?"), "{screen}");
+    app.on_key(key('n'));
+    let screen = screen_text(&draw(&mut app, 120, 30));
+    assert!(!screen.contains("Scale shop/web from 3 to 1?") && screen.contains("cancelled"));
+}
+
+#[test]
+fn secrets_in_env_are_masked_until_revealed() {
+    let mut app = app_with(small_host());
+    app.table.set_filter("shop/web").unwrap();
+    let masked = screen_text(&draw(&mut app, 200, 50));
+    assert!(
+        !masked.contains("hunter2") && masked.contains("LOG_LEVEL=info"),
+        "{masked}"
+    );
+    app.on_key(key('x'));
+    let shown = screen_text(&draw(&mut app, 200, 50));
+    assert!(shown.contains("DATABASE_PASSWORD=hunter2"), "{shown}");
+}
