@@ -13,6 +13,9 @@ use crate::model::{ConnState, EngineEvent, Replica, StatsSample, SwarmService, W
 use crate::text::SafeLine;
 
 /// What a worker tells the store. Every update names its target.
+// A `Replica` update is larger than the others, but updates move through a channel one by one
+// and are consumed at once; boxing it would cost an allocation per update for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Update {
     /// The worker connected, lost its connection or is retrying.

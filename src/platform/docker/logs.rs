@@ -83,10 +83,8 @@ async fn merge(stream: u64, mut rx: mpsc::Receiver<LogItem>, updates: mpsc::Send
             if batch.len() >= BATCH_LINES {
                 break;
             }
-            next = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(item) => item,
-                Err(_elapsed) => None,
-            };
+            // A timeout means the batch is due; it yields no item.
+            next = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or_default();
         }
         if !flush(stream, &mut batch, &updates).await {
             return;
