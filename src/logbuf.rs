@@ -60,11 +60,15 @@ impl Held {
 /// A line in the buffer, borrowed, with its sequence number.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogEntry<'a> {
+    /// Its sequence number: stays the same while the line is held.
     pub seq: u64,
     /// Container name of the replica that printed it.
     pub replica: &'a str,
+    /// True when the replica wrote it to stderr.
     pub stderr: bool,
+    /// When the engine says it was written, if the stream carried timestamps.
     pub timestamp: Option<DateTime<Utc>>,
+    /// The whole sanitized line, never cut.
     pub line: &'a SafeLine,
 }
 
@@ -159,10 +163,12 @@ impl LogBuffer {
         self.last_name = None;
     }
 
+    /// Lines held now.
     pub fn len(&self) -> usize {
         self.held.len()
     }
 
+    /// True when no line is held.
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
@@ -172,10 +178,12 @@ impl LogBuffer {
         self.bytes
     }
 
+    /// The line cap given to [`LogBuffer::new`] (at least one).
     pub fn max_lines(&self) -> usize {
         self.max_lines
     }
 
+    /// The byte cap given to [`LogBuffer::new`].
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
     }
@@ -609,6 +617,7 @@ mod tests {
         buf.push(record("w", &long));
         let re = Regex::new("needle").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(buf.find_next(&re, 0), Some(FIRST_SEQ));
-        assert_eq!(buf.matches(&re, FIRST_SEQ), [10_000..10_006]);
+        let needle = 10_000..10_006;
+        assert_eq!(buf.matches(&re, FIRST_SEQ), [needle]);
     }
 }

@@ -20,7 +20,8 @@
 //! - C1 controls (U+0080–U+009F, whether UTF-8 encoded or raw bytes) and the Unicode bidi
 //!   overrides and isolates (U+202A–U+202E, U+2066–U+2069) become U+FFFD rather than being
 //!   dropped, so that a line that tried to reorder itself visibly says so. Invalid UTF-8 becomes
-//!   U+FFFD as well.
+//!   U+FFFD as well. The invisible marks U+200E, U+200F and U+061C are kept: unlike overrides
+//!   they cannot reorder strong letters, only the punctuation next to them.
 //!
 //! The result never holds a char for which [`char::is_control`] is true. Lines are kept whole
 //! however long they are; [`SafeLine::display_cut`] and [`SafeLine::wrap`] make the part shown
@@ -128,10 +129,11 @@ pub fn pad(s: &str, width: usize) -> String {
 }
 
 impl SafeLine {
-    /// A line of plain text with no spans; the caller vouches that `text` is already safe.
-    pub fn plain(text: impl Into<String>) -> SafeLine {
+    /// A line without colours from text that is not raw output (a message of our own, say);
+    /// it still goes through [`sanitize_plain`], so it cannot smuggle a control in.
+    pub fn plain(text: &str) -> SafeLine {
         SafeLine {
-            text: text.into(),
+            text: sanitize_plain(text),
             spans: Vec::new(),
         }
     }
@@ -985,6 +987,19 @@ mod tests {
         assert_eq!(line.spans, vec![(0..1 << 20, fg(Color::Cyan))]);
     }
 
+    #[test]
+    fn hostile_fixture_lines_come_out_as_expected() {
+        let raw: &[u8] = include_bytes!("../tests/fixtures/text/hostile.log");
+        let expected = include_str!("../tests/fixtures/text/hostile.expected");
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let got: Vec<String> = raw
+            .split(|&b| b == b'\n')
+            .map(|l| sanitize(l).text)
+            .collect();
+        let want: Vec<&str> = expected.lines().collect();
+        assert_eq!(got, want);
+    }
+
     // --- short fields ---
 
     #[test]
@@ -1089,7 +1104,7 @@ mod tests {
 
     #[test]
     fn display_cut_of_a_megabyte_line_returns_only_the_visible_columns() {
-        let line = SafeLine::plain("0123456789".repeat(100_000));
+        let line = SafeLine::plain(&"0123456789".repeat(100_000));
         let cut = line.display_cut(500_003, 8);
         assert_eq!(cut.text, "34567890");
         assert_eq!(line.text.len(), 1_000_000);
@@ -1171,7 +1186,8 @@ mod tests {
     fn highlight_follows_a_horizontal_scroll() {
         let hl = Style::new().bg(Color::Yellow);
         let line = SafeLine::plain("abcdefgh");
-        let cut = line.highlighted(&[4..6], hl).display_cut(3, 4);
+        let hit = 4..6;
+        let cut = line.highlighted(&[hit], hl).display_cut(3, 4);
         assert_eq!(cut.text, "defg");
         assert_eq!(cut.spans, vec![(1..3, hl)]);
     }
