@@ -12,7 +12,7 @@ use crate::keymap::{KeyAction, Keymap, Mode};
 use crate::text;
 use crate::theme::Theme;
 
-use super::app::{Level, Prompt, Status};
+use super::app::{App, Level, Prompt};
 use super::help::centered;
 
 /// The actions whose keys the hint line shows, per mode, in order.
@@ -52,17 +52,15 @@ fn hinted(mode: Mode) -> &'static [KeyAction] {
     }
 }
 
-/// Draw the bottom line.
-pub fn render(
-    f: &mut Frame,
-    area: Rect,
-    prompt: &Prompt,
-    status: Option<&Status>,
-    hints: &[String],
-    keymap: &Keymap,
-    mode: Mode,
-    theme: &Theme,
-) {
+/// Draw the bottom line for the app's current prompt, status and mode.
+pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
+    let (prompt, status, keymap, mode, theme) = (
+        &app.prompt,
+        app.status.as_ref(),
+        &app.keymap,
+        app.mode(),
+        &app.theme,
+    );
     let line = match prompt {
         Prompt::Filter(input) => input_line(
             "/",

@@ -57,17 +57,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
         }
         _ => Vec::new(),
     };
-    let mode = app.mode();
-    footer::render(
-        f,
-        bottom,
-        &app.prompt,
-        app.status.as_ref(),
-        &hints,
-        &app.keymap,
-        mode,
-        &app.theme,
-    );
+    footer::render(f, bottom, app, &hints);
     if app.help {
         let mode = app.base_mode();
         help::render(f, body, &app.keymap, mode, &mut app.help_scroll, &app.theme);
@@ -93,8 +83,10 @@ fn draw_workloads(f: &mut Frame, area: ratatui::layout::Rect, app: &mut App) {
         &rows,
         &mut app.table,
         &app.theme,
-        app.pane == Pane::Workloads,
-        app.now,
+        workloads::Focus {
+            focused: app.pane == Pane::Workloads,
+            now: app.now,
+        },
     );
     let selected = app.selected_workload();
     let props = detail::DetailProps {

@@ -272,6 +272,13 @@ fn fit_columns(width: u16) -> Vec<(Column, u16)> {
         .collect()
 }
 
+/// Whether the table has the keys, and the time its ages are measured from.
+#[derive(Debug, Clone, Copy)]
+pub struct Focus {
+    pub focused: bool,
+    pub now: DateTime<Utc>,
+}
+
 /// Draw the table into `area`, with the border title showing the filter and sort.
 pub fn render(
     f: &mut Frame,
@@ -280,9 +287,9 @@ pub fn render(
     rows: &[usize],
     table: &mut WorkloadTable,
     theme: &Theme,
-    focused: bool,
-    now: DateTime<Utc>,
+    focus: Focus,
 ) {
+    let Focus { focused, now } = focus;
     let title = table_title(table, rows.len(), all.len());
     let block = Block::default()
         .borders(Borders::ALL)
