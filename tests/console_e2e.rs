@@ -55,8 +55,7 @@ impl Console {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        // The master must outlive the child; keep it alive by leaking it into the reader's
-        // lifetime is not needed: the writer and reader hold their own handles.
+        // Dropping the master would hang up the child's terminal; it lives until the test ends.
         std::mem::forget(pty.master);
         Console {
             child,
@@ -172,6 +171,84 @@ async fn the_console_shows_a_real_container_its_logs_safely_and_quits_on_q() {
         !console.screen().screen().alternate_screen(),
         "the terminal is restored"
     );
+}
+
+/// Resident and peak memory of a process, in KiB, from /proc.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooding_log_keeps_memory_bounded_and_keys_answered() {
+    let Some(docker) = support::docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = support::TestLabel::new();
+    let group = format!("flood-{}", label.short());
+    // Each line is about 200 bytes; the engine keeps at most 2 x 5 MB of it on disk.
+    let script = "i=0; while :; do i=$((i+1)); \
+                  echo \"flood $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\
+                  xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\
+                  xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; done";
+    let mut config = support::busybox(
+        &label,
+        &["sh", "-c", script],
+        &[("pilothouse.group", &group)],
+    );
+    config.host_config = Some(bollard::models::HostConfig {
+        log_config: Some(bollard::models::HostConfigLogConfig {
+            typ: Some("json-file".to_string()),
+            config: Some(std::collections::HashMap::from([
+                ("max-size".to_string(), "5m".to_string()),
+                ("max-file".to_string(), "2".to_string()),
+            ])),
+        }),
+        ..Default::default()
+    });
+    support::run_container(&docker, &format!("{group}-1"), config).await;
+
+    // The default caps: 10,000 lines or 8 MiB, whichever comes first.
+    let mut console = Console::start(&[]);
+    console.wait_for(&group, 20);
+    console.keys("/");
+    console.keys(&group);
+    console.keys("\r");
+    console.keys("l");
+    console.wait_for("flood ", 20);
+    std::thread::sleep(Duration::from_secs(3));
+    let (early, _) = memory_kib(console.pid());
+    std::thread::sleep(Duration::from_secs(5));
+
+    // Keys are still answered during the flood: the help opens and closes.
+    console.keys("?");
+    console.wait_for("help ─", 10);
+    console.keys("?");
+    let (late, peak) = memory_kib(console.pid());
+    let screen = console.wait_for("older dropped", 20);
+    assert!(
+        screen.contains("10000 lines"),
+        "the buffer holds its line cap:\n{screen}"
+    );
+    assert!(
+        late < early + 40 * 1024,
+        "memory grew from {early} KiB to {late} KiB during the flood"
+    );
+    assert!(peak < 256 * 1024, "peak memory {peak} KiB");
+
+    console.keys("q");
+    console.keys("q");
+    let status = console.wait_exit(5).expect("the console exits after q");
+    assert!(status.success(), "exit status {status:?}");
 }
 
 #[test]
