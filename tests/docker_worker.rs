@@ -437,3 +437,103 @@ async fn closing_the_requests_ends_the_worker_and_every_task_it_started() {
     .await;
     assert!(closed.is_ok(), "a stats or log task outlived the worker");
 }
+
+/// A unix socket in a temp dir that forwards to the local engine, and can drop every
+/// connection at once as a daemon restart does.
+struct Relay {
+    path: std::path::PathBuf,
+    accept: tokio::task::JoinHandle<()>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    fn start(path: &std::path::Path) -> Relay {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path).expect("bind relay socket");
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = std::sync::Arc::clone(&links);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let link = tokio::spawn(async move {
+                    let engine = std::env::var("DOCKER_HOST")
+                        .ok()
+                        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+                        .unwrap_or_else(|| "/var/run/docker.sock".to_string());
+                    if let Ok(mut upstream) = tokio::net::UnixStream::connect(engine).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                held.lock().expect("relay links").push(link);
+            }
+        });
+        Relay {
+            path: path.to_path_buf(),
+            accept,
+            links,
+        }
+    }
+
+    /// Stops listening and cuts every open connection.
+    fn cut(self) {
+        self.accept.abort();
+        for link in self.links.lock().expect("relay links").drain(..) {
+            link.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_engine_connection_gives_disconnected_then_a_fresh_snapshot_after_reconnecting() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("relay.sock");
+    let relay = Relay::start(&socket);
+    let mut worker =
+        WorkerUnderTest::start("relayed", Some(format!("unix://{}", socket.display())));
+    worker.snapshot().await;
+
+    relay.cut();
+    let (error, retry) = worker
+        .wait_for("disconnected", WAIT, |u| match u {
+            Update::Connection {
+                state:
+                    ConnState::Disconnected {
+                        error,
+                        retry_in_secs,
+                    },
+                ..
+            } => Some((error.clone(), *retry_in_secs)),
+            _ => None,
+        })
+        .await;
+    assert!(
+        error.contains(&socket.display().to_string()),
+        "the error names the address: {error}"
+    );
+    assert_eq!(retry, 1);
+
+    // A container created while the engine was out of reach shows in the fresh snapshot.
+    let name = format!("{}-while-away", label.short());
+    let id = run_container(&docker, &name, busybox(&label, SLEEP_FOREVER, &[])).await;
+    let _relay = Relay::start(&socket);
+    worker
+        .wait_for("connected again", WAIT, |u| match u {
+            Update::Connection {
+                state: ConnState::Connected { .. },
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    let replicas = worker.snapshot().await;
+    assert!(
+        replicas.iter().any(|r| r.id == id),
+        "the fresh snapshot has {name}"
+    );
+    worker.stop().await;
+}

@@ -84,7 +84,9 @@ async fn merge(stream: u64, mut rx: mpsc::Receiver<LogItem>, updates: mpsc::Send
                 break;
             }
             // A timeout means the batch is due; it yields no item.
-            next = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or_default();
+            next = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_default();
         }
         if !flush(stream, &mut batch, &updates).await {
             return;
@@ -122,6 +124,9 @@ fn options_for(start: LogStart) -> LogsOptions<String> {
             tail: n.to_string(),
             ..base
         },
+        // LIMITATION: the engine applies `tail` before `until`, so earlier lines are found by
+        // reading the log from its start up to `t` and keeping the last n; a huge log file
+        // makes scrolling back slow.
         LogStart::Before(t, _) => {
             let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
             LogsOptions {
