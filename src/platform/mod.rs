@@ -31,7 +31,10 @@ pub enum Update {
     /// A replica is gone (destroyed).
     ReplicaRemoved { target: String, id: String },
     /// A Swarm service appeared or changed.
-    Service { target: String, service: SwarmService },
+    Service {
+        target: String,
+        service: SwarmService,
+    },
     /// A Swarm service is gone.
     ServiceRemoved { target: String, id: String },
     /// A stats point for one replica.
