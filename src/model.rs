@@ -163,7 +163,10 @@ impl Security {
         if self.privileged {
             out.push("privileged".to_string());
         }
-        if self.user.is_empty() || self.user == "root" || self.user == "0" || self.user.starts_with("0:")
+        if self.user.is_empty()
+            || self.user == "root"
+            || self.user == "0"
+            || self.user.starts_with("0:")
         {
             out.push("runs as root".to_string());
         }

@@ -4,7 +4,7 @@
 //!
 //! Not for logs: those have their own view.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -25,6 +25,8 @@ pub struct DetailProps<'a> {
     pub focused: bool,
     pub reveal: bool,
     pub now: DateTime<Utc>,
+    /// The operator's time zone, for event times.
+    pub offset: FixedOffset,
 }
 
 /// Draw the pane: replicas on the left, stats, security, env and events on the right.
@@ -242,7 +244,7 @@ fn render_side(
         lines.extend(security_lines(r, theme));
         lines.extend(env_lines(r, props.reveal, theme));
     }
-    lines.extend(event_lines(store, w, theme));
+    lines.extend(event_lines(store, w, props.offset, theme));
     let width = rest.width as usize;
     let lines: Vec<Line> = lines
         .into_iter()
@@ -354,7 +356,12 @@ fn env_lines(r: &Replica, reveal: bool, theme: &Theme) -> Vec<Line<'static>> {
     lines
 }
 
-fn event_lines(store: &Store, w: &Workload, theme: &Theme) -> Vec<Line<'static>> {
+fn event_lines(
+    store: &Store,
+    w: &Workload,
+    offset: FixedOffset,
+    theme: &Theme,
+) -> Vec<Line<'static>> {
     let Some(target) = store.target(&w.id.target) else {
         return Vec::new();
     };
@@ -372,7 +379,10 @@ fn event_lines(store: &Store, w: &Workload, theme: &Theme) -> Vec<Line<'static>>
         .take(8)
         .map(|e| {
             Line::from(vec![
-                Span::styled(format!("{} ", e.time.format("%H:%M:%S")), theme.text_dim),
+                Span::styled(
+                    format!("{} ", e.time.with_timezone(&offset).format("%H:%M:%S")),
+                    theme.text_dim,
+                ),
                 Span::styled(
                     text::sanitize_plain(&format!("{} {}", e.subject, e.action)),
                     theme.text,

@@ -95,6 +95,7 @@ fn draw_workloads(f: &mut Frame, area: ratatui::layout::Rect, app: &mut App) {
         focused: app.pane == Pane::Detail,
         reveal: app.reveal,
         now: app.now,
+        offset: app.clock_offset,
     };
     detail::render(f, detail_area, &app.store, &props, &app.theme);
 }
