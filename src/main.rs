@@ -15,7 +15,7 @@ use pilothouse::keymap::Keymap;
 use pilothouse::model::PlatformKind;
 use pilothouse::paths::Paths;
 use pilothouse::store::Store;
-use pilothouse::theme::Theme;
+use pilothouse::theme::{self, Theme};
 use pilothouse::ui::{app::App, tui};
 use pilothouse::{logging, platform};
 
@@ -57,8 +57,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let config = Config::load(&paths)?;
     let theme_name = cli.theme.clone().unwrap_or_else(|| config.theme.clone());
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let theme = Theme::resolve(&theme_name, &paths, no_color)?;
+    let theme = Theme::resolve(&theme_name, &paths, theme::no_color_requested())?;
     let keymap_name = cli.keymap.clone().unwrap_or_else(|| config.keymap.clone());
     let keymap = Keymap::resolve(&keymap_name, &paths)?;
 

@@ -390,9 +390,10 @@ fn worst_health(replicas: &[&Replica]) -> Option<Health> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
+    /// A running replica with these labels, for tests across modules.
     pub(crate) fn replica(id: &str, name: &str, labels: &[(&str, &str)]) -> Replica {
         Replica {
             id: id.to_string(),
@@ -412,6 +413,12 @@ mod tests {
             details: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::replica;
+    use super::*;
 
     fn snapshot(replicas: Vec<Replica>) -> Update {
         Update::Snapshot {

@@ -1223,7 +1223,8 @@ mod tests {
 
         /// Bytes biased towards the ones that make terminals act.
         fn bytes(&mut self, len: usize) -> Vec<u8> {
-            const INTERESTING: &[u8] = b"\x1b\x1b[]P_^X\\;:0123456789m\x07\x08\x09\x0a\x0d\x18\x1a\x7f\x9b\x9c\xc2\xe2\x80\xae";
+            const INTERESTING: &[u8] = b"\x1b\x1b[]P_^X\\;:0123456789m\
+                \x07\x08\x09\x0a\x0d\x18\x1a\x7f\x9b\x9c\xc2\xe2\x80\xae";
             (0..len)
                 .map(|_| {
                     let r = self.next();
@@ -1262,7 +1263,7 @@ mod tests {
     }
 
     #[test]
-    fn random_bytes_never_yield_control_chars_and_spans_stay_on_char_boundaries() {
+    fn random_bytes_give_no_control_chars_spans_on_char_boundaries_and_exact_pads() {
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for round in 0..20_000 {
             let len = (rng.next() % 64) as usize;
@@ -1282,6 +1283,11 @@ mod tests {
             let cut = line.display_cut(skip, width);
             assert_safe(&cut, &input);
             assert!(cut.width() <= width, "cut {cut:?} of {line:?}");
+            assert_eq!(
+                display_width(&pad(&line.text, width)),
+                width,
+                "pad of {line:?}"
+            );
         }
     }
 }

@@ -650,7 +650,7 @@ impl App {
         let colors = replicas
             .iter()
             .enumerate()
-            .map(|(i, (_, name))| (name.clone(), replica_color(&self.theme, i)))
+            .map(|(i, (_, name))| (name.clone(), self.theme.replica_color(i)))
             .collect();
         self.send(
             &target,
@@ -846,26 +846,41 @@ impl LogView {
         };
     }
 
-    /// The sequence numbers shown, in order: all lines, or those that pass the filter.
-    pub fn shown(&self) -> Vec<u64> {
-        if self.filter.is_some() {
-            return self.filtered.clone();
+    /// How many lines are shown: all held, or those that pass the filter.
+    fn shown_len(&self) -> usize {
+        match self.filter {
+            Some(_) => self.filtered.len(),
+            None => self.buffer.len(),
         }
-        match self.buffer.last_seq() {
-            Some(last) if !self.buffer.is_empty() => (self.buffer.first_seq()..=last).collect(),
-            _ => Vec::new(),
+    }
+
+    /// The sequence number of the `pos`th shown line.
+    fn shown_seq(&self, pos: usize) -> Option<u64> {
+        match self.filter {
+            Some(_) => self.filtered.get(pos).copied(),
+            None => (pos < self.buffer.len()).then(|| self.buffer.first_seq() + pos as u64),
+        }
+    }
+
+    /// The position among shown lines of the first one at or after `seq`.
+    fn shown_pos(&self, seq: u64) -> usize {
+        match self.filter {
+            Some(_) => self.filtered.partition_point(|s| *s < seq),
+            None => (seq.saturating_sub(self.buffer.first_seq()) as usize).min(self.buffer.len()),
         }
     }
 
     /// The lines on screen for a viewport of `height` rows, as sequence numbers.
     pub fn window(&self, height: usize) -> Vec<u64> {
-        let shown = self.shown();
-        if self.follow {
-            let start = shown.len().saturating_sub(height);
-            return shown[start..].to_vec();
-        }
-        let start = shown.partition_point(|s| *s < self.top);
-        shown[start..].iter().take(height).copied().collect()
+        let len = self.shown_len();
+        let start = if self.follow {
+            len.saturating_sub(height)
+        } else {
+            self.shown_pos(self.top)
+        };
+        (start..len.min(start + height))
+            .filter_map(|pos| self.shown_seq(pos))
+            .collect()
     }
 
     /// Returns whether earlier lines should be fetched.
@@ -901,24 +916,24 @@ impl LogView {
 
     /// Stop following and hold the lines currently at the bottom of the screen.
     fn pin_top(&mut self) {
-        let shown = self.shown();
-        let start = shown.len().saturating_sub(self.height);
-        self.top = shown.get(start).copied().unwrap_or(0);
+        let start = self.shown_len().saturating_sub(self.height);
+        self.top = self.shown_seq(start).unwrap_or(0);
     }
 
+    /// Scroll by `by` lines; scrolling down to the end follows again. Returns whether the
+    /// operator tried to go above the first line held (so earlier lines should be fetched).
     fn scroll(&mut self, by: i64) -> bool {
         if self.follow {
             self.pin_top();
             self.follow = false;
         }
-        let shown = self.shown();
-        let at = shown.partition_point(|s| *s < self.top) as i64;
-        let max = shown.len().saturating_sub(self.height) as i64;
+        let at = self.shown_pos(self.top) as i64;
+        let max = self.shown_len().saturating_sub(self.height) as i64;
         let next = (at + by).clamp(0, max.max(0));
         if next >= max && by > 0 {
             self.follow = true;
         }
-        self.top = shown.get(next as usize).copied().unwrap_or(0);
+        self.top = self.shown_seq(next as usize).unwrap_or(0);
         at + by < 0
     }
 
@@ -974,14 +989,6 @@ impl LogView {
     }
 }
 
-/// The prefix colour of the `i`th replica in a merged log.
-fn replica_color(theme: &Theme, i: usize) -> Color {
-    match theme.replica_colors.len() {
-        0 => Color::Reset,
-        n => theme.replica_colors[i % n],
-    }
-}
-
 fn compile_optional(text: &str) -> Result<Option<Regex>, regex::Error> {
     if text.is_empty() {
         return Ok(None);
@@ -1022,4 +1029,237 @@ fn step(current: usize, count: usize, action: KeyAction, page: usize) -> usize {
         _ => current,
     }
     .min(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actuator::AuditLog;
+    use crate::model::{ConnState, PlatformKind};
+    use crate::store::GROUP_LABEL;
+    use chrono::TimeZone;
+
+    fn record(replica: &str, text: &str, secs: i64) -> LogRecord {
+        LogRecord {
+            replica: replica.to_string(),
+            stderr: false,
+            timestamp: Utc.timestamp_opt(1_700_000_000 + secs, 0).single(),
+            line: crate::text::sanitize(text.as_bytes()),
+        }
+    }
+
+    fn view(replicas: &[&str]) -> LogView {
+        let mut v = LogView::new(
+            1,
+            "test".to_string(),
+            "local".to_string(),
+            replicas
+                .iter()
+                .map(|r| (format!("{r}-id"), r.to_string()))
+                .collect(),
+            LogBuffer::new(1000, 1 << 20),
+            HashMap::new(),
+        );
+        v.height = 10;
+        v
+    }
+
+    fn lines(v: &mut LogView, from: i64, to: i64) {
+        v.append(
+            (from..to)
+                .map(|i| record("a", &format!("line {i}"), i))
+                .collect(),
+        );
+    }
+
+    fn texts(v: &LogView) -> Vec<String> {
+        v.window(v.height)
+            .iter()
+            .filter_map(|s| v.buffer.get(*s).map(|r| r.line.text.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn following_shows_the_newest_lines_and_pausing_keeps_the_place() {
+        let mut v = view(&["a"]);
+        lines(&mut v, 0, 100);
+        assert_eq!(texts(&v).first().map(String::as_str), Some("line 90"));
+        v.on_action(KeyAction::Follow);
+        lines(&mut v, 100, 150);
+        let shown = texts(&v);
+        assert_eq!(
+            (shown[0].as_str(), shown[9].as_str()),
+            ("line 90", "line 99")
+        );
+    }
+
+    #[test]
+    fn scrolling_down_to_the_end_follows_again() {
+        let mut v = view(&["a"]);
+        lines(&mut v, 0, 50);
+        v.on_action(KeyAction::PageUp);
+        assert!(!v.follow);
+        assert_eq!(texts(&v)[0], "line 30");
+        v.on_action(KeyAction::PageDown);
+        assert!(v.follow);
+        lines(&mut v, 50, 60);
+        assert_eq!(texts(&v)[9], "line 59");
+    }
+
+    #[test]
+    fn scrolling_above_the_first_line_asks_for_earlier_lines() {
+        let mut v = view(&["a"]);
+        lines(&mut v, 0, 30);
+        assert!(
+            !v.on_action(KeyAction::PageUp),
+            "line 10 is still above line 20"
+        );
+        assert!(!v.on_action(KeyAction::PageUp));
+        assert!(v.on_action(KeyAction::Up), "above line 0");
+        assert_eq!(texts(&v)[0], "line 0");
+    }
+
+    #[test]
+    fn search_jumps_to_the_next_match_and_wraps_around() {
+        let mut v = view(&["a"]);
+        lines(&mut v, 0, 40);
+        v.search = Regex::new(r"line (5|25)$").ok();
+        v.jump_to_match(true);
+        assert_eq!(
+            texts(&v)[0],
+            "line 5",
+            "from the end, the search wraps to the first match"
+        );
+        v.jump_to_match(true);
+        assert_eq!(texts(&v)[0], "line 25");
+        v.jump_to_match(false);
+        assert_eq!(texts(&v)[0], "line 5");
+    }
+
+    #[test]
+    fn the_filter_shows_only_matching_lines_including_new_ones() {
+        let mut v = view(&["a"]);
+        lines(&mut v, 0, 30);
+        v.filter = Regex::new(r"line \d*7$").ok();
+        v.refilter();
+        assert_eq!(texts(&v), ["line 7", "line 17", "line 27"]);
+        lines(&mut v, 30, 40);
+        assert_eq!(texts(&v), ["line 7", "line 17", "line 27", "line 37"]);
+    }
+
+    #[test]
+    fn earlier_lines_of_every_replica_are_prepended_in_time_order_once_all_arrived() {
+        let mut v = view(&["a", "b"]);
+        v.append(vec![record("a", "now a", 100), record("b", "now b", 101)]);
+        v.earlier = Some(EarlierFetch {
+            stream: 9,
+            pending: vec!["a".to_string(), "b".to_string()],
+            lines: vec![record("a", "old a", 5), record("b", "old b", 3)],
+        });
+        v.finish_earlier_part("a");
+        assert_eq!(v.buffer.len(), 2, "b has not finished yet");
+        v.finish_earlier_part("b");
+        v.follow = false;
+        v.top = v.buffer.first_seq();
+        assert_eq!(texts(&v), ["old b", "old a", "now a", "now b"]);
+        assert!(v.earlier.is_none());
+    }
+
+    fn app_with_worker() -> (App, mpsc::Receiver<Request>) {
+        let mut store = Store::new(10);
+        store.add_target("local", PlatformKind::Docker);
+        let mut r = crate::store::tests_support::replica("c1", "g-1", &[(GROUP_LABEL, "g")]);
+        r.state = "running".to_string();
+        store.apply(&Update::Connection {
+            target: "local".to_string(),
+            state: ConnState::Connected {
+                version: "20.10".to_string(),
+                api_version: "1.41".to_string(),
+            },
+        });
+        store.apply(&Update::Snapshot {
+            target: "local".to_string(),
+            replicas: vec![r],
+            services: Vec::new(),
+        });
+        let (tx, rx) = mpsc::channel(16);
+        let workers = HashMap::from([("local".to_string(), tx)]);
+        let (otx, _) = mpsc::unbounded_channel();
+        let audit = AuditLog::new(std::env::temp_dir().join("pilothouse-app-test-audit.jsonl"));
+        let actuator = Actuator::new(false, audit, workers.clone(), otx);
+        let app = App::new(
+            Config::default(),
+            Theme::dark(),
+            Keymap::default_bindings(),
+            store,
+            actuator,
+            workers,
+        );
+        (app, rx)
+    }
+
+    #[test]
+    fn opening_logs_follows_the_tail_and_going_back_stops_the_stream() {
+        let (mut app, mut rx) = app_with_worker();
+        app.on_action(KeyAction::Logs);
+        let stream = match rx.try_recv() {
+            Ok(Request::FollowLogs {
+                stream,
+                replicas,
+                start,
+            }) => {
+                assert_eq!(replicas, vec![("c1".to_string(), "g-1".to_string())]);
+                assert_eq!(start, LogStart::Tail(200));
+                stream
+            }
+            other => panic!("expected FollowLogs, got {other:?}"),
+        };
+        assert_eq!(app.view, View::Logs);
+        app.on_action(KeyAction::Back);
+        assert!(matches!(rx.try_recv(), Ok(Request::StopLogs { stream: s }) if s == stream));
+        assert_eq!(app.view, View::Workloads);
+    }
+
+    #[test]
+    fn scrolling_past_the_top_fetches_the_lines_before_the_oldest_held() {
+        let (mut app, mut rx) = app_with_worker();
+        app.on_action(KeyAction::Logs);
+        let _ = rx.try_recv();
+        let stream = app.logs.as_ref().map(|v| v.stream).unwrap_or_default();
+        app.on_update(Update::Logs {
+            stream,
+            lines: (10..15)
+                .map(|i| record("g-1", &format!("line {i}"), i))
+                .collect(),
+        });
+        app.on_action(KeyAction::Top);
+        match rx.try_recv() {
+            Ok(Request::FollowLogs {
+                start: LogStart::Before(t, 200),
+                ..
+            }) => assert_eq!(Some(t), Utc.timestamp_opt(1_700_000_010, 0).single()),
+            other => panic!("expected a fetch of earlier lines, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_scale_prompt_takes_only_digits_and_sends_a_scale_up_without_asking() {
+        let (mut app, mut rx) = app_with_worker();
+        app.on_action(KeyAction::Scale);
+        for c in ['a', '3', 'x'] {
+            app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        assert!(
+            matches!(&app.prompt, Prompt::Scale { input, .. } if input == "3"),
+            "letters are not typed into the count"
+        );
+        app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert_eq!(app.prompt, Prompt::None, "scaling 1 to 3 asks nothing");
+        match rx.recv().await {
+            Some(Request::Scale {
+                workload, replicas, ..
+            }) => assert_eq!((workload.name.as_str(), replicas), ("g", 3)),
+            other => panic!("expected a scale request, got {other:?}"),
+        }
+    }
 }
