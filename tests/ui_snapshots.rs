@@ -164,3 +164,37 @@ fn secrets_in_env_are_masked_until_revealed() {
     let shown = screen_text(&draw(&mut app, 200, 50));
     assert!(shown.contains("DATABASE_PASSWORD=hunter2"), "{shown}");
 }
+
+#[test]
+fn a_search_hit_stays_highlighted_when_the_line_is_scrolled_sideways() {
+    let mut app = app_with(small_host());
+    app.table.set_filter("shop/web").unwrap();
+    app.on_action(KeyAction::Logs);
+    let view = app.logs.as_mut().expect("the logs view opens");
+    view.append(log_records(
+        "shop-web-1",
+        &[b"0123456789 upstream timed out"],
+    ));
+    app.on_key(key('/'));
+    for c in "timed".chars() {
+        app.on_key(key(c));
+    }
+    app.on_key(code(KeyCode::Enter));
+    app.on_key(code(KeyCode::Right));
+    let terminal = draw(&mut app, 100, 20);
+    let screen = screen_text(&terminal);
+    let row = screen
+        .lines()
+        .position(|l| l.contains("upstream timed"))
+        .expect("the line is shown");
+    let line = screen.lines().nth(row).unwrap();
+    assert!(!line.contains("01234567"), "scrolled 8 columns: {line}");
+    let col = line
+        .find("timed")
+        .map(|b| line[..b].chars().count())
+        .unwrap() as u16;
+    let cell = &terminal.backend().buffer()[(col, row as u16)];
+    let hl = Theme::dark().match_highlight;
+    assert_eq!(cell.fg, hl.fg.unwrap_or(Color::Reset));
+    assert!(cell.modifier.contains(Modifier::REVERSED), "{cell:?}");
+}

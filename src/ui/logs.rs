@@ -45,25 +45,33 @@ pub fn render(
             .search
             .as_ref()
             .map_or(Vec::new(), |re| view.buffer.matches(re, seq));
-        let shown = if view.wrap {
-            record.line.display_cut(0, max_line_display)
+        // Matches are found on the whole line, then cut with it, so a hit stays highlighted
+        // when the line is scrolled sideways or wrapped.
+        let marked;
+        let line = if matches.is_empty() {
+            record.line
         } else {
-            record.line.display_cut(view.hscroll, room)
+            marked = record.line.highlighted(&matches, search_style(theme));
+            &marked
         };
-        let hl = theme.match_highlight;
         if view.wrap {
+            let shown = line.display_cut(0, max_line_display);
             for (i, part) in shown.wrap(room).into_iter().enumerate() {
                 let mut spans = if i == 0 {
                     prefix.clone()
                 } else {
                     vec![Span::raw(" ".repeat(prefix_width))]
                 };
-                spans.extend(highlighted(&part, &view.search, theme, hl));
+                spans.extend(part.to_line(theme.text).spans);
                 lines.push(Line::from(spans));
             }
         } else {
             let mut spans = prefix;
-            spans.extend(record_line(&shown, &matches, view, theme, hl));
+            spans.extend(
+                line.display_cut(view.hscroll, room)
+                    .to_line(theme.text)
+                    .spans,
+            );
             lines.push(Line::from(spans));
         }
     }
@@ -135,35 +143,11 @@ fn prefix_spans(view: &LogView, r: &LogEntry, multi: bool, theme: &Theme) -> Vec
     spans
 }
 
-/// The spans of one cut line, with search matches highlighted. Matches are found on the whole
-/// line; on a cut line the highlight is found again on the visible part.
-fn record_line(
-    shown: &text::SafeLine,
-    matches: &[std::ops::Range<usize>],
-    view: &LogView,
-    theme: &Theme,
-    hl: Style,
-) -> Vec<Span<'static>> {
-    if matches.is_empty() {
-        return shown.to_line(theme.text).spans;
-    }
-    highlighted(shown, &view.search, theme, hl)
-}
-
-fn highlighted(
-    part: &text::SafeLine,
-    search: &Option<regex::Regex>,
-    theme: &Theme,
-    hl: Style,
-) -> Vec<Span<'static>> {
-    let Some(re) = search else {
-        return part.to_line(theme.text).spans;
-    };
-    let ranges: Vec<_> = re.find_iter(&part.text).map(|m| m.range()).collect();
-    let hl = if hl == Style::default() {
+/// The style of a search hit: the theme's, or reverse video when the theme sets none.
+fn search_style(theme: &Theme) -> Style {
+    if theme.match_highlight == Style::default() {
         Style::default().add_modifier(Modifier::REVERSED)
     } else {
-        hl
-    };
-    part.to_line_highlighted(theme.text, &ranges, hl).spans
+        theme.match_highlight
+    }
 }
