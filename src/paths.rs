@@ -6,7 +6,7 @@
 //! files (see `fsutil` for writing and `config` for reading).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use directories::ProjectDirs;
 
@@ -31,6 +31,15 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// `config`, `data` and `state` folders under one root, as tests and scripts use.
+    pub fn under(root: &Path) -> Paths {
+        Paths {
+            config_dir: root.join("config"),
+            data_dir: root.join("data"),
+            state_dir: root.join("state"),
+        }
+    }
+
     /// Platform directories, each replaced by its `PILOTHOUSE_*_DIR` variable when that is set.
     pub fn from_env() -> Result<Paths, ConfigError> {
         let project = ProjectDirs::from("", "", "pilothouse");

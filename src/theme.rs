@@ -672,11 +672,7 @@ mod tests {
 
     fn temp_paths() -> (tempfile::TempDir, Paths) {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths {
-            config_dir: dir.path().join("config"),
-            data_dir: dir.path().join("data"),
-            state_dir: dir.path().join("state"),
-        };
+        let paths = Paths::under(dir.path());
         (dir, paths)
     }
 

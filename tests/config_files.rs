@@ -56,11 +56,7 @@ fn toml_files(folder: &Path) -> Vec<PathBuf> {
 /// A config, data and state directory in a fresh temporary directory.
 fn temp_paths() -> (tempfile::TempDir, Paths) {
     let dir = tempfile::tempdir().unwrap();
-    let paths = Paths {
-        config_dir: dir.path().join("config"),
-        data_dir: dir.path().join("data"),
-        state_dir: dir.path().join("state"),
-    };
+    let paths = Paths::under(dir.path());
     (dir, paths)
 }
 

@@ -65,6 +65,13 @@ impl Console {
         }
     }
 
+    /// The console pointed at a socket path that nothing listens on.
+    fn without_engine() -> (Console, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = format!("unix://{}", dir.path().join("no-engine.sock").display());
+        (Console::start(&["--docker-host", &socket]), dir)
+    }
+
     fn screen(&self) -> vt100::Parser {
         let mut parser = vt100::Parser::new(ROWS, COLS, 0);
         parser.process(&self.output.lock().unwrap());
@@ -253,9 +260,7 @@ async fn a_flooding_log_keeps_memory_bounded_and_keys_answered() {
 
 #[test]
 fn an_unreachable_engine_is_reported_on_screen_and_the_console_stays_usable() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = format!("unix://{}", dir.path().join("no-engine.sock").display());
-    let mut console = Console::start(&["--docker-host", &socket]);
+    let (mut console, _dir) = Console::without_engine();
     let screen = console.wait_for("cannot reach Docker", 10);
     assert!(screen.contains("retrying in"), "{screen}");
     console.keys("?");
@@ -268,9 +273,7 @@ fn an_unreachable_engine_is_reported_on_screen_and_the_console_stays_usable() {
 
 #[test]
 fn a_hangup_ends_the_console_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = format!("unix://{}", dir.path().join("no-engine.sock").display());
-    let mut console = Console::start(&["--docker-host", &socket]);
+    let (mut console, _dir) = Console::without_engine();
     console.wait_for("pilothouse", 10);
     let pid = console.pid().to_string();
     let sent = std::process::Command::new("kill")

@@ -87,11 +87,7 @@ fn no_color_keeps_the_selection_visible_without_any_colour() {
     let replicas = small_host();
     let theme = Theme::resolve(
         "dark",
-        &pilothouse::paths::Paths {
-            config_dir: std::env::temp_dir().join("pilothouse-no-such-config"),
-            data_dir: std::env::temp_dir(),
-            state_dir: std::env::temp_dir(),
-        },
+        &pilothouse::paths::Paths::under(&std::env::temp_dir().join("pilothouse-no-such-dir")),
         true,
     )
     .unwrap();
