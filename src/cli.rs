@@ -43,6 +43,46 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Check and replay scaling rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+/// `pilothouse rules ...`: work with rule files without touching any workload.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files; print every error as FILE:LINE:COLUMN: MESSAGE and exit 1 on any.
+    Check {
+        /// Rule files (YAML, one rule or a list each).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Replay a rule over a recorded metric series and print the replica timeline.
+    Simulate {
+        /// A rule file holding one rule.
+        #[arg(value_name = "RULE")]
+        rule: std::path::PathBuf,
+        /// CSV with a header `t,<metric name>...`; t in seconds; an empty cell is a failed query.
+        #[arg(long, value_name = "FILE.csv")]
+        series: std::path::PathBuf,
+        /// Replicas at t=0 (default: the rule's minReplicas).
+        #[arg(long, value_name = "N")]
+        initial_replicas: Option<u32>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RulesOutput::Csv)]
+        output: RulesOutput,
+    },
+}
+
+/// Output formats of `rules simulate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RulesOutput {
+    /// One CSV row per evaluation, with a header.
+    Csv,
+    /// One JSON array of evaluations.
+    Json,
 }
 
 /// Write the man page of the whole command line to `out`.

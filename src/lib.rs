@@ -13,6 +13,7 @@ pub mod logging;
 pub mod model;
 pub mod paths;
 pub mod platform;
+pub mod rules;
 pub mod store;
 pub mod text;
 pub mod theme;

@@ -46,6 +46,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::write_man_page(&mut std::io::stdout())?;
             return Ok(ExitCode::SUCCESS);
         }
+        Some(Command::Rules { command }) => return Ok(pilothouse::rules::run(command)),
         None => {}
     }
 

@@ -1,0 +1,3 @@
+//! Benchmarks of the autoscaler's decision function.
+
+fn main() {}
