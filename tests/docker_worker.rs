@@ -155,6 +155,48 @@ async fn a_container_started_after_the_snapshot_arrives_through_events_and_its_d
 }
 
 #[tokio::test]
+async fn a_container_that_exits_is_shown_exited_and_its_stats_stop() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let mut worker = WorkerUnderTest::start("local", None);
+    worker.snapshot().await;
+
+    let name = format!("{}-exits", label.short());
+    let id = run_container(
+        &docker,
+        &name,
+        busybox(&label, &["sh", "-c", "sleep 2; exit 3"], &[]),
+    )
+    .await;
+    worker
+        .wait_for("a stats sample while it runs", WAIT, |u| match u {
+            Update::Stats { id: of, .. } if *of == id => Some(()),
+            _ => None,
+        })
+        .await;
+    worker
+        .wait_for("the replica exited", WAIT, |u| match u {
+            Update::Replica { replica, .. } if replica.id == id && replica.state == "exited" => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    // Samples already in flight may still land; after a moment there must be none.
+    worker.collect_for(Duration::from_millis(1500)).await;
+    let late = worker.collect_for(Duration::from_secs(3)).await;
+    let stats = late
+        .iter()
+        .filter(|u| matches!(u, Update::Stats { id: of, .. } if *of == id))
+        .count();
+    assert_eq!(stats, 0, "stats kept coming for an exited container");
+    worker.stop().await;
+}
+
+#[tokio::test]
 async fn stats_arrive_for_a_busy_container_with_a_cpu_value_above_zero() {
     let Some(docker) = docker_or_skip().await else {
         return;

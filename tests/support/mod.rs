@@ -425,6 +425,16 @@ impl WorkerUnderTest {
         }
     }
 
+    /// Every update that arrives within `within`, for checking what did not come.
+    pub async fn collect_for(&mut self, within: Duration) -> Vec<Update> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out: Vec<Update> = self.backlog.drain(..).collect();
+        while let Ok(Some(update)) = tokio::time::timeout_at(deadline, self.updates.recv()).await {
+            out.push(update);
+        }
+        out
+    }
+
     /// Keeps an update for later waits; stats of other containers are not worth keeping.
     fn keep(&mut self, update: Update) {
         if !matches!(update, Update::Stats { .. }) {

@@ -117,6 +117,13 @@ pub fn parse_engine_time(text: &str) -> Option<DateTime<Utc>> {
 /// the details (env, security, command).
 pub fn merge_inspect(mut replica: Replica, inspect: &ContainerInspectResponse) -> Replica {
     let state = inspect.state.as_ref();
+    // The inspect is the fresher of the two reads: the list is served from a copy the engine
+    // updates after it reports an event, so right after `die` it may still say running.
+    if let Some(status) = state.and_then(|s| s.status).map(|s| s.to_string()) {
+        if !status.is_empty() {
+            replica.state = status;
+        }
+    }
     replica.started_at = state
         .and_then(|s| s.started_at.as_deref())
         .and_then(parse_engine_time);
@@ -294,6 +301,18 @@ mod tests {
         );
         assert_eq!(health_from_status("Up 5 minutes"), None);
         assert_eq!(health_from_status("Exited (0) 2 hours ago"), None);
+    }
+
+    #[test]
+    fn the_inspect_state_wins_over_a_list_entry_that_still_says_running() {
+        let listed = summary(json!({"Id": "abc", "State": "running", "Status": "Up 2 seconds"}));
+        let i = inspect(json!({
+            "Id": "abc",
+            "State": {"Status": "exited", "ExitCode": 3, "StartedAt": "2024-05-01T10:00:01Z"}
+        }));
+        let r = merge_inspect(replica_from_summary(&listed), &i);
+        assert_eq!(r.state, "exited");
+        assert!(!r.is_ready());
     }
 
     #[test]

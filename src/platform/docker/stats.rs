@@ -66,6 +66,12 @@ pub fn sample(stats: &Stats) -> StatsSample {
     }
 }
 
+/// Whether the engine measured anything: a container that is not running is answered with a
+/// read time of 0001-01-01 and zeros.
+pub fn has_reading(stats: &Stats) -> bool {
+    !stats.read.starts_with("0001-")
+}
+
 /// Streams the stats of one container until the engine ends the stream or the task is aborted.
 pub async fn follow(docker: Docker, target: String, id: String, updates: mpsc::Sender<Update>) {
     let options = StatsOptions {
@@ -75,6 +81,12 @@ pub async fn follow(docker: Docker, target: String, id: String, updates: mpsc::S
     let mut stream = docker.stats(&id, Some(options));
     while let Some(item) = stream.next().await {
         match item {
+            Ok(stats) if !has_reading(&stats) => {
+                // A stopped container's stream goes on sending empty reads; it has nothing to
+                // say until the container runs again, when a new stream is started.
+                debug!(container = %id, "stats stream has no reading: the container stopped");
+                return;
+            }
             Ok(stats) => {
                 let update = Update::Stats {
                     target: target.clone(),
@@ -100,6 +112,19 @@ pub async fn follow(docker: Docker, target: String, id: String, updates: mpsc::S
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn a_stopped_containers_empty_read_is_no_reading() {
+        let mut stats = stats_json(
+            cpu(0, 0, Some(2), None),
+            cpu(0, 0, Some(2), None),
+            v1_memory(0, 0, 0),
+            json!({}),
+        );
+        assert!(has_reading(&stats));
+        stats.read = "0001-01-01T00:00:00Z".to_string();
+        assert!(!has_reading(&stats));
+    }
 
     /// A stats read as a cgroup v1 engine sends it, with the numbers under test filled in.
     fn stats_json(cpu: Value, precpu: Value, memory: Value, networks: Value) -> Stats {
