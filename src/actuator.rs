@@ -27,6 +27,10 @@ pub enum ActionKind {
     Scale { from: u64, to: u64 },
 }
 
+/// A scale-up that adds more replicas than this at once asks first: a slip of the finger
+/// (5000 for 50) must not start thousands of containers.
+pub const LARGE_SCALE_UP: u64 = 10;
+
 /// One action on one workload, as asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionRequest {
@@ -50,6 +54,11 @@ impl ActionRequest {
                 "Scale {} from {from} to {to}? {} replica(s) will be stopped and removed.",
                 self.workload.name,
                 from - to
+            )),
+            ActionKind::Scale { from, to } if to - from > LARGE_SCALE_UP => Some(format!(
+                "Scale {} from {from} to {to}? That starts {} new replicas.",
+                self.workload.name,
+                to - from
             )),
             ActionKind::Scale { .. } => None,
             ActionKind::Restart { replica, .. } => Some(format!("Restart {replica}?")),
@@ -113,7 +122,9 @@ impl AuditLog {
     pub fn new(path: PathBuf) -> Self {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".to_string());
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(user_from_uid);
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         AuditLog { path, user, host }
     }
@@ -146,6 +157,28 @@ impl AuditLog {
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }
+}
+
+/// The name of the process's user from its uid and `/etc/passwd`, or `uid N` when the uid has
+/// no entry; for sessions (cron, systemd, `sudo -i` shells) where `USER` is not set.
+fn user_from_uid() -> String {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+        });
+    let Some(uid) = uid else {
+        return "unknown".to_string();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() > 2 && fields[2] == uid)
+        .map_or_else(|| format!("uid {uid}"), |fields| fields[0].to_string())
 }
 
 /// The single path from an intent to a target.
@@ -193,6 +226,9 @@ impl Actuator {
             self.audit.record(&req, "refused", &refusal.to_string());
             return Err(refusal);
         };
+        // A line before the action starts, so an action cut short (the console killed, the
+        // host rebooted) still leaves a trace of what it set out to do.
+        self.audit.record(&req, "started", "");
         let audit = Arc::clone(&self.audit);
         let outcomes = self.outcomes.clone();
         tokio::spawn(async move {
@@ -273,6 +309,15 @@ mod tests {
         assert!(scale(3, 1, false).confirmation().is_some());
         assert!(scale(1, 0, false).confirmation().unwrap().contains("to 0"));
         assert_eq!(scale(1, 4, false).confirmation(), None);
+        assert_eq!(scale(2, 12, false).confirmation(), None);
+        let big = scale(1, 5000, false).confirmation().unwrap();
+        assert!(big.contains("starts 4999 new replicas"), "{big}");
+    }
+
+    #[test]
+    fn the_user_is_found_from_the_uid_when_no_variable_names_it() {
+        let name = user_from_uid();
+        assert!(!name.is_empty() && name != "unknown", "{name}");
     }
 
     #[tokio::test]
@@ -323,10 +368,16 @@ mod tests {
         let outcome = orx.recv().await.unwrap();
         assert_eq!(outcome.result, Err("engine said no".to_string()));
         let lines = audit_lines(dir.path());
-        assert_eq!(lines[0]["outcome"], "failed");
-        assert_eq!(lines[0]["message"], "engine said no");
-        assert_eq!(lines[0]["workload"], "shop/web");
-        assert!(lines[0]["user"].as_str().is_some_and(|u| !u.is_empty()));
-        assert!(lines[0]["host"].as_str().is_some_and(|h| !h.is_empty()));
+        assert_eq!(lines.len(), 2, "a line when it starts and one when it ends");
+        assert_eq!(lines[0]["outcome"], "started");
+        assert_eq!(lines[1]["outcome"], "failed");
+        assert_eq!(lines[1]["message"], "engine said no");
+        assert_eq!(lines[1]["workload"], "shop/web");
+        assert!(
+            lines[1]["user"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty() && u != "unknown")
+        );
+        assert!(lines[1]["host"].as_str().is_some_and(|h| !h.is_empty()));
     }
 }

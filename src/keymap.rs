@@ -478,6 +478,7 @@ impl Keymap {
             }
         }
         file.check_conflicts(&self)?;
+        file.check_quit_remains(&self)?;
         Ok(self)
     }
 
@@ -575,6 +576,8 @@ const fn named(code: KeyCode) -> Key {
 struct FileBinding {
     mode: Mode,
     action: KeyAction,
+    /// Where the action's name stands in the file, for errors about the binding as a whole.
+    action_span: std::ops::Range<usize>,
     keys: Vec<(Key, std::ops::Range<usize>)>,
 }
 
@@ -629,6 +632,7 @@ impl<'t> KeymapFile<'t> {
                     FileBinding {
                         mode,
                         action,
+                        action_span: action_name.span(),
                         keys: parsed,
                     },
                 ));
@@ -641,6 +645,27 @@ impl<'t> KeymapFile<'t> {
             text,
             bindings,
         })
+    }
+
+    /// Refuses a file that leaves no key to quit with: an operator must always have a way out.
+    fn check_quit_remains(&self, keymap: &Keymap) -> Result<(), ConfigError> {
+        let bound = keymap
+            .modes
+            .get(&Mode::Global)
+            .and_then(|actions| actions.get(&KeyAction::Quit))
+            .is_some_and(|keys| !keys.is_empty());
+        if bound {
+            return Ok(());
+        }
+        let culprit = self
+            .bindings
+            .iter()
+            .find(|b| b.mode == Mode::Global && b.action == KeyAction::Quit);
+        let span = culprit.map_or(0..0, |b| b.action_span.clone());
+        let message = "this leaves no key for `quit` in [global]; keep at least one \
+                       (the default is [\"q\", \"ctrl-c\"])"
+            .to_string();
+        Err(ConfigError::invalid(&self.path, self.text, span, message))
     }
 
     /// Refuses a key this file binds that now does two actions in one mode.
@@ -856,14 +881,21 @@ mod tests {
 
     #[test]
     fn an_empty_list_unbinds_the_action() {
-        let keymap = merge("[global]\nquit = []\n").unwrap();
-        assert_eq!(keymap.action(Mode::Global, &char_press('q')), None);
+        let keymap = merge("[global]\nhelp = []\n").unwrap();
+        assert_eq!(keymap.action(Mode::Global, &char_press('?')), None);
         assert!(
             keymap
                 .bindings(Mode::Global)
                 .iter()
-                .all(|(_, action, _)| *action != KeyAction::Quit)
+                .all(|(_, action, _)| *action != KeyAction::Help)
         );
+    }
+
+    #[test]
+    fn unbinding_every_quit_key_is_refused() {
+        let err = merge("[global]\nquit = []\n").unwrap_err().to_string();
+        assert!(err.contains(":2:1: this leaves no key for `quit`"), "{err}");
+        assert!(merge("[global]\nquit = [\"ctrl-q\"]\n").is_ok());
     }
 
     #[test]
