@@ -194,3 +194,32 @@ fn a_search_hit_stays_highlighted_when_the_line_is_scrolled_sideways() {
     assert_eq!(cell.fg, hl.fg.unwrap_or(Color::Reset));
     assert!(cell.modifier.contains(Modifier::REVERSED), "{cell:?}");
 }
+
+#[test]
+fn a_long_connection_error_and_a_long_status_wrap_instead_of_being_cut() {
+    let mut app = app_with(small_host());
+    app.on_update(pilothouse::platform::Update::Connection {
+        target: "local".to_string(),
+        state: pilothouse::model::ConnState::Disconnected {
+            error: "cannot reach Docker at unix:///var/run/docker.sock: connection refused \
+                    (is the daemon running? set DOCKER_HOST or --docker-host)"
+                .to_string(),
+            retry_in_secs: 4,
+        },
+    });
+    app.status = Some(pilothouse::ui::app::Status {
+        level: pilothouse::ui::app::Level::Error,
+        text: "scale shop/web 1 → 2 failed: cannot scale shop/web to 2: it publishes fixed host \
+               port 18123, which a second replica would collide with; publish a range or no host \
+               port"
+            .to_string(),
+    });
+    let screen = screen_text(&draw(&mut app, 80, 24));
+    let flat: String = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("--docker-host) — retrying in 4s"), "{screen}");
+    assert!(flat.contains("publish a range or no host port"), "{screen}");
+    assert!(
+        screen.contains("WORKLOAD"),
+        "the table is still drawn:\n{screen}"
+    );
+}

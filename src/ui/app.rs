@@ -106,6 +106,20 @@ pub struct LogView {
     pub earlier: Option<EarlierFetch>,
     /// The viewport height at the last draw, for paging.
     pub height: usize,
+    /// The viewport width at the last draw, for bringing a search hit into view.
+    pub width: usize,
+    /// Lines not kept while paused with a full buffer (so the paused lines stay on screen).
+    pub skipped: u64,
+}
+
+/// What a key in the logs view asks of the app beyond the view itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogEffect {
+    None,
+    /// Fetch the lines before the oldest held.
+    FetchEarlier,
+    /// Follow again from the newest lines, dropping what is held.
+    Refollow,
 }
 
 /// Lines before the oldest one held, being fetched from every replica of a logs view.
@@ -527,7 +541,7 @@ impl App {
             if let Err(e) = self.table.set_filter(text) {
                 self.status = finished.then(|| Status {
                     level: Level::Error,
-                    text: format!("filter not applied: {e}"),
+                    text: format!("filter not applied: {}", regex_error(&e)),
                 });
             }
             return;
@@ -536,7 +550,7 @@ impl App {
             Ok(r) => r,
             Err(e) => {
                 if finished {
-                    self.error(format!("not a valid regex: {e}"));
+                    self.error(format!("not a valid regex: {}", regex_error(&e)));
                 }
                 return;
             }
@@ -645,7 +659,8 @@ impl App {
         let title = if one {
             replicas[0].1.clone()
         } else {
-            format!("{} ({} replicas)", workload.id.name, replicas.len())
+            let n = replicas.len();
+            format!("{} ({n} {})", workload.id.name, plural(n, "replica"))
         };
         let colors = replicas
             .iter()
@@ -720,14 +735,19 @@ impl App {
         }
         let is_earlier = view.earlier.as_ref().is_some_and(|e| e.stream == stream);
         if is_earlier {
-            view.finish_earlier_part(&replica);
+            if let Some(added) = view.finish_earlier_part(&replica) {
+                self.info(match added {
+                    0 => "no earlier lines".to_string(),
+                    n => format!("{n} earlier {}", plural(n, "line")),
+                });
+            }
             return Change::Structure;
         }
         Change::None
     }
 
     fn on_logs_action(&mut self, action: KeyAction) {
-        let fetch = {
+        let effect = {
             let Some(view) = self.logs.as_mut() else {
                 return;
             };
@@ -744,9 +764,37 @@ impl App {
                 other => view.on_action(other),
             }
         };
-        if fetch {
-            self.fetch_earlier();
+        match effect {
+            LogEffect::None => {}
+            LogEffect::FetchEarlier => self.fetch_earlier(),
+            LogEffect::Refollow => self.refollow(),
         }
+    }
+
+    /// Start the open view again from the newest lines: a pause under a flood skipped lines, so
+    /// what is held no longer joins up with what arrives.
+    fn refollow(&mut self) {
+        let stream = self.new_stream();
+        let tail = self.config.logs.tail as u64;
+        let Some(view) = self.logs.as_mut() else {
+            return;
+        };
+        let old = std::mem::replace(&mut view.stream, stream);
+        view.buffer.clear();
+        view.filtered.clear();
+        view.skipped = 0;
+        view.ended.clear();
+        let (target, replicas) = (view.target.clone(), view.replicas.clone());
+        self.send(&target, Request::StopLogs { stream: old });
+        self.send(
+            &target,
+            Request::FollowLogs {
+                stream,
+                replicas,
+                start: LogStart::Tail(tail),
+            },
+        );
+        self.info("following again from the newest lines".to_string());
     }
 
     /// Ask for the lines before the oldest one held, when the operator scrolls past the top.
@@ -811,6 +859,8 @@ impl LogView {
             ended: Vec::new(),
             earlier: None,
             height: 20,
+            width: 80,
+            skipped: 0,
         }
     }
 
@@ -820,7 +870,11 @@ impl LogView {
             .buffer
             .last_seq()
             .map_or(self.buffer.first_seq(), |s| s + 1);
-        self.buffer.extend(lines);
+        if self.follow {
+            self.buffer.extend(lines);
+        } else {
+            self.append_paused(lines);
+        }
         if let Some(filter) = &self.filter {
             let last = self.buffer.last_seq().unwrap_or(0);
             for seq in first.max(self.buffer.first_seq())..=last {
@@ -836,6 +890,23 @@ impl LogView {
             self.filtered.retain(|s| *s >= floor);
         }
         self.top = self.top.max(self.buffer.first_seq());
+    }
+
+    /// While paused, keep lines only while they fit without evicting any: the lines on screen
+    /// must not scroll away under a flood. The rest are counted, and following again starts
+    /// afresh from the newest.
+    fn append_paused(&mut self, lines: Vec<LogRecord>) {
+        for record in lines {
+            let cost = record.line.text.len() + crate::logbuf::RECORD_OVERHEAD;
+            let full = self.skipped > 0
+                || self.buffer.len() >= self.buffer.max_lines()
+                || self.buffer.bytes() + cost > self.buffer.max_bytes();
+            if full {
+                self.skipped += 1;
+            } else {
+                self.buffer.push(record);
+            }
+        }
     }
 
     /// Rebuild the filtered list after the filter changed.
@@ -883,26 +954,39 @@ impl LogView {
             .collect()
     }
 
-    /// Returns whether earlier lines should be fetched.
-    fn on_action(&mut self, action: KeyAction) -> bool {
+    /// Apply a key of the logs view; returns what the app must do besides.
+    fn on_action(&mut self, action: KeyAction) -> LogEffect {
         let page = self.height.max(1) as i64;
+        let earlier = |wanted: bool| {
+            if wanted {
+                LogEffect::FetchEarlier
+            } else {
+                LogEffect::None
+            }
+        };
         match action {
             KeyAction::Follow => {
                 self.follow = !self.follow;
                 if !self.follow {
                     self.pin_top();
+                } else if self.skipped > 0 {
+                    return LogEffect::Refollow;
                 }
             }
             KeyAction::Wrap => self.wrap = !self.wrap,
             KeyAction::Timestamps => self.timestamps = !self.timestamps,
-            KeyAction::Up => return self.scroll(-1),
-            KeyAction::Down => return self.scroll(1),
-            KeyAction::PageUp => return self.scroll(-page),
-            KeyAction::PageDown => return self.scroll(page),
+            KeyAction::Up => return earlier(self.scroll(-1)),
+            KeyAction::Down => return self.scroll_down(1),
+            KeyAction::PageUp => return earlier(self.scroll(-page)),
+            KeyAction::PageDown => return self.scroll_down(page),
             KeyAction::Top => {
                 self.follow = false;
                 self.top = 0;
-                return true;
+                return LogEffect::FetchEarlier;
+            }
+            KeyAction::Bottom if self.skipped > 0 => {
+                self.follow = true;
+                return LogEffect::Refollow;
             }
             KeyAction::Bottom => self.follow = true,
             KeyAction::Left => self.hscroll = self.hscroll.saturating_sub(8),
@@ -911,7 +995,16 @@ impl LogView {
             KeyAction::PrevMatch => self.jump_to_match(false),
             _ => {}
         }
-        false
+        LogEffect::None
+    }
+
+    /// Scroll down; reaching the end follows again, from the newest lines if some were skipped.
+    fn scroll_down(&mut self, by: i64) -> LogEffect {
+        self.scroll(by);
+        if self.follow && self.skipped > 0 {
+            return LogEffect::Refollow;
+        }
+        LogEffect::None
     }
 
     /// Stop following and hold the lines currently at the bottom of the screen.
@@ -963,30 +1056,65 @@ impl LogView {
         }) {
             self.follow = false;
             self.top = seq;
+            self.reveal_match(&re, seq);
+        }
+    }
+
+    /// Scroll sideways so the first hit on line `seq` is on screen (when not wrapping).
+    fn reveal_match(&mut self, re: &Regex, seq: u64) {
+        let (Some(entry), Some(hit)) = (
+            self.buffer.get(seq),
+            self.buffer.matches(re, seq).first().cloned(),
+        ) else {
+            return;
+        };
+        if self.wrap {
+            return;
+        }
+        let column = crate::text::display_width(&entry.line.text[..hit.start]);
+        let visible = self.width.saturating_sub(30).max(10);
+        if column < self.hscroll || column >= self.hscroll + visible {
+            self.hscroll = column.saturating_sub(10);
         }
     }
 
     /// One replica's earlier lines have all arrived; once every replica's have, prepend them
-    /// in time order.
-    fn finish_earlier_part(&mut self, replica: &str) {
-        let Some(earlier) = self.earlier.as_mut() else {
-            return;
-        };
+    /// in time order and return how many were added.
+    fn finish_earlier_part(&mut self, replica: &str) -> Option<usize> {
+        let earlier = self.earlier.as_mut()?;
         earlier.pending.retain(|r| r != replica);
         if !earlier.pending.is_empty() {
-            return;
+            return None;
         }
-        let Some(EarlierFetch { mut lines, .. }) = self.earlier.take() else {
-            return;
-        };
+        let EarlierFetch { mut lines, .. } = self.earlier.take()?;
         lines.sort_by_key(|r| r.timestamp);
-        let before = self.buffer.len();
-        self.buffer.prepend(lines);
-        if self.buffer.len() > before {
+        let added = self.buffer.prepend(lines);
+        if added > 0 {
             self.top = self.buffer.first_seq();
             self.refilter();
         }
+        Some(added)
     }
+}
+
+/// `word` with an `s` unless `n` is one.
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
+}
+
+/// A regex error in one line: the parser's own message draws a caret diagram over several.
+pub fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(&text);
+    last.trim().trim_start_matches("error: ").to_string()
 }
 
 fn compile_optional(text: &str) -> Result<Option<Regex>, regex::Error> {
@@ -1080,6 +1208,14 @@ mod tests {
     }
 
     #[test]
+    fn a_regex_error_is_said_in_one_line() {
+        // Built at run time: a literal bad pattern is refused by the linter.
+        let pattern = ["(unclosed", "["].concat();
+        let err = Regex::new(&pattern).unwrap_err();
+        assert_eq!(regex_error(&err), "unclosed character class");
+    }
+
+    #[test]
     fn following_shows_the_newest_lines_and_pausing_keeps_the_place() {
         let mut v = view(&["a"]);
         lines(&mut v, 0, 100);
@@ -1091,6 +1227,34 @@ mod tests {
             (shown[0].as_str(), shown[9].as_str()),
             ("line 90", "line 99")
         );
+    }
+
+    #[test]
+    fn a_pause_keeps_its_lines_on_screen_while_a_flood_goes_on() {
+        let mut v = view(&["a"]);
+        v.buffer = LogBuffer::new(100, 1 << 20);
+        lines(&mut v, 0, 100);
+        v.on_action(KeyAction::Follow);
+        let before = texts(&v);
+        lines(&mut v, 100, 10_000);
+        assert_eq!(
+            texts(&v),
+            before,
+            "nothing scrolls away under the paused view"
+        );
+        assert_eq!(v.skipped, 9_900);
+        assert_eq!(v.on_action(KeyAction::Follow), LogEffect::Refollow);
+    }
+
+    #[test]
+    fn a_search_hit_far_to_the_right_is_scrolled_into_view() {
+        let mut v = view(&["a"]);
+        v.width = 80;
+        let long = format!("{}needle", "x".repeat(500));
+        v.append(vec![record("a", "short", 0), record("a", &long, 1)]);
+        v.search = Regex::new("needle").ok();
+        v.jump_to_match(true);
+        assert_eq!(v.hscroll, 490);
     }
 
     #[test]
@@ -1110,12 +1274,17 @@ mod tests {
     fn scrolling_above_the_first_line_asks_for_earlier_lines() {
         let mut v = view(&["a"]);
         lines(&mut v, 0, 30);
-        assert!(
-            !v.on_action(KeyAction::PageUp),
-            "line 10 is still above line 20"
+        assert_eq!(
+            v.on_action(KeyAction::PageUp),
+            LogEffect::None,
+            "line 10 is above"
         );
-        assert!(!v.on_action(KeyAction::PageUp));
-        assert!(v.on_action(KeyAction::Up), "above line 0");
+        assert_eq!(v.on_action(KeyAction::PageUp), LogEffect::None);
+        assert_eq!(
+            v.on_action(KeyAction::Up),
+            LogEffect::FetchEarlier,
+            "above line 0"
+        );
         assert_eq!(texts(&v)[0], "line 0");
     }
 
@@ -1156,9 +1325,9 @@ mod tests {
             pending: vec!["a".to_string(), "b".to_string()],
             lines: vec![record("a", "old a", 5), record("b", "old b", 3)],
         });
-        v.finish_earlier_part("a");
-        assert_eq!(v.buffer.len(), 2, "b has not finished yet");
-        v.finish_earlier_part("b");
+        assert_eq!(v.finish_earlier_part("a"), None, "b has not finished yet");
+        assert_eq!(v.buffer.len(), 2);
+        assert_eq!(v.finish_earlier_part("b"), Some(2));
         v.follow = false;
         v.top = v.buffer.first_seq();
         assert_eq!(texts(&v), ["old b", "old a", "now a", "now b"]);

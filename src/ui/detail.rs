@@ -208,7 +208,9 @@ fn render_side(
         .map(|s| (s.cpu_percent * 10.0) as u64)
         .collect();
     let mem: Vec<u64> = series.iter().map(|s| s.mem_bytes).collect();
-    let limit = if latest.mem_limit > 0 {
+    // A sum of limits over replicas means little (each may be the host's memory): show the
+    // limit for a workload of one replica only.
+    let limit = if latest.mem_limit > 0 && w.replicas.len() == 1 {
         format!("/{}", human_bytes(latest.mem_limit))
     } else {
         String::new()

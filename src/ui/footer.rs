@@ -52,6 +52,22 @@ fn hinted(mode: Mode) -> &'static [KeyAction] {
     }
 }
 
+/// Rows a status message may take before it is cut.
+const MAX_STATUS_ROWS: usize = 3;
+
+/// Rows the bottom line needs at `width`: a long status message wraps onto up to three.
+pub fn height(app: &App, width: u16) -> u16 {
+    match (&app.prompt, &app.status) {
+        (Prompt::None, Some(status)) => {
+            let needed = text::display_width(&status.text) + 1;
+            needed
+                .div_ceil((width as usize).max(1))
+                .clamp(1, MAX_STATUS_ROWS) as u16
+        }
+        _ => 1,
+    }
+}
+
 /// Draw the bottom line for the app's current prompt, status and mode.
 pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
     let (prompt, status, keymap, mode, theme) = (
@@ -62,14 +78,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
         &app.theme,
     );
     let line = match prompt {
-        Prompt::Filter(input) => input_line(
+        Prompt::Filter(input) => regex_line(
             "/",
             input,
             "regex over the rows; Enter keeps, Esc clears",
             theme,
         ),
-        Prompt::Search(input) => input_line("/", input, "search; n next, N previous", theme),
-        Prompt::LogFilter(input) => input_line("|", input, "show only matching lines", theme),
+        Prompt::Search(input) => regex_line("/", input, "search; n next, N previous", theme),
+        Prompt::LogFilter(input) => regex_line("|", input, "show only matching lines", theme),
         Prompt::Command(line) => {
             let hint = if hints.is_empty() {
                 "Tab completes".to_string()
@@ -104,7 +120,28 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
             None => hint_line(keymap, mode, theme),
         },
     };
-    f.render_widget(Paragraph::new(line).style(theme.status_bar), area);
+    f.render_widget(
+        Paragraph::new(line)
+            .style(theme.status_bar)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+/// An input line for a regex: while what is typed does not compile, it says so in the error
+/// style, and the last good regex stays applied.
+fn regex_line(lead: &str, input: &str, hint: &str, theme: &Theme) -> Line<'static> {
+    match regex::Regex::new(input) {
+        Ok(_) => input_line(lead, input, hint, theme),
+        Err(e) => {
+            let why = format!("not a valid regex yet: {}", super::app::regex_error(&e));
+            let mut line = input_line(lead, input, &why, theme);
+            if let Some(last) = line.spans.last_mut() {
+                last.style = theme.error;
+            }
+            line
+        }
+    }
 }
 
 fn input_line(lead: &str, input: &str, hint: &str, theme: &Theme) -> Line<'static> {

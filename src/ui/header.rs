@@ -14,12 +14,37 @@ use crate::store::TargetState;
 use crate::text;
 use crate::theme::Theme;
 
-/// How many rows the header needs: one, plus one per unreachable target.
-pub fn height(targets: &[TargetState]) -> u16 {
-    1 + targets
+/// Rows one unreachable target's message may take before it is cut.
+const MAX_ERROR_ROWS: usize = 3;
+
+/// How many rows the header needs at `width`: one, plus the wrapped message of each
+/// unreachable target.
+pub fn height(targets: &[TargetState], width: u16) -> u16 {
+    let width = (width as usize).max(1);
+    let rows: usize = targets
         .iter()
-        .filter(|t| matches!(t.conn, ConnState::Disconnected { .. }))
-        .count() as u16
+        .filter_map(disconnect_message)
+        .map(|msg| {
+            text::display_width(&msg)
+                .div_ceil(width)
+                .clamp(1, MAX_ERROR_ROWS)
+        })
+        .sum();
+    1 + rows as u16
+}
+
+/// The line explaining why a target is unreachable, or `None` when it is not.
+fn disconnect_message(t: &TargetState) -> Option<String> {
+    match &t.conn {
+        ConnState::Disconnected {
+            error,
+            retry_in_secs,
+        } => Some(text::sanitize_plain(&format!(
+            " {}: {} — retrying in {retry_in_secs}s",
+            t.name, error
+        ))),
+        _ => None,
+    }
 }
 
 /// Draw the header into `area`.
@@ -45,22 +70,23 @@ pub fn render(
         spans.extend(target_spans(t, theme));
     }
     let used: usize = spans.iter().map(|s| text::display_width(&s.content)).sum();
-    let room = (area.width as usize).saturating_sub(used + clock.len() + 1);
-    spans.push(Span::styled(" ".repeat(room), theme.header));
-    spans.push(Span::styled(format!("{clock} "), theme.header));
+    // The clock goes only where it fits with a space before it.
+    if let Some(room) = (area.width as usize).checked_sub(used + clock.len() + 2) {
+        spans.push(Span::styled(" ".repeat(room + 1), theme.header));
+        spans.push(Span::styled(format!("{clock} "), theme.header));
+    }
 
     let mut lines = vec![Line::from(spans)];
-    for t in targets {
-        if let ConnState::Disconnected {
-            error,
-            retry_in_secs,
-        } = &t.conn
-        {
-            let msg = format!(" {}: {} — retrying in {retry_in_secs}s", t.name, error);
-            lines.push(Line::styled(
-                text::fit(&text::sanitize_plain(&msg), area.width as usize),
-                theme.error,
-            ));
+    let width = (area.width as usize).max(1);
+    for msg in targets.iter().filter_map(disconnect_message) {
+        let rows = crate::text::SafeLine::plain(&msg).wrap(width);
+        let cut = rows.len() > MAX_ERROR_ROWS;
+        for (i, row) in rows.into_iter().take(MAX_ERROR_ROWS).enumerate() {
+            let mut row = row.text;
+            if cut && i + 1 == MAX_ERROR_ROWS {
+                row = text::fit(&format!("{row}…"), width);
+            }
+            lines.push(Line::styled(row, theme.error));
         }
     }
     f.render_widget(Paragraph::new(lines).style(theme.header), area);

@@ -32,6 +32,7 @@ pub fn render(
     let height = inner.height as usize;
     view.height = height;
     let width = inner.width as usize;
+    view.width = width;
     let multi = view.replicas.len() > 1;
     let mut lines: Vec<Line> = Vec::with_capacity(height);
     for seq in view.window(height) {
@@ -55,7 +56,11 @@ pub fn render(
             &marked
         };
         if view.wrap {
-            let shown = line.display_cut(0, max_line_display);
+            let mut shown = line.display_cut(0, max_line_display);
+            if line.width() > max_line_display {
+                // The rest stays in the buffer for search and copy; say that it is there.
+                shown.text.push_str(" …");
+            }
             for (i, part) in shown.wrap(room).into_iter().enumerate() {
                 let mut spans = if i == 0 {
                     prefix.clone()
@@ -96,6 +101,12 @@ fn title(view: &LogView) -> String {
         on(view.timestamps),
         view.buffer.len()
     );
+    if view.skipped > 0 {
+        t.push_str(&format!(
+            "  paused: {} newer lines not kept (f resumes)",
+            view.skipped
+        ));
+    }
     if view.buffer.dropped() > 0 {
         t.push_str(&format!(" ({} older dropped)", view.buffer.dropped()));
     }

@@ -23,11 +23,12 @@ use app::{App, Pane, Prompt, View};
 pub fn draw(f: &mut Frame, app: &mut App) {
     let area = f.area();
     f.render_widget(Block::default().style(app.theme.text), area);
-    let header_height = header::height(app.store.targets()).min(area.height / 3 + 1);
+    let header_height = header::height(app.store.targets(), area.width).min(area.height / 3 + 1);
+    let footer_height = footer::height(app, area.width);
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(header_height),
         Constraint::Min(3),
-        Constraint::Length(1),
+        Constraint::Length(footer_height),
     ])
     .areas(area);
 
