@@ -4,9 +4,15 @@
 
 use clap::{Parser, Subcommand};
 
-/// A keyboard-driven terminal console for containers, with a built-in autoscaler.
+/// A keyboard-driven terminal console for the containers on Docker hosts.
 #[derive(Debug, Parser)]
-#[command(name = "pilothouse", disable_version_flag = true, about, long_about = None)]
+#[command(
+    name = "pilothouse",
+    version,
+    disable_version_flag = true,
+    about,
+    long_about = None
+)]
 pub struct Cli {
     /// Print the version and the paths of the files in use, then exit.
     #[arg(short = 'V', long)]
@@ -108,6 +114,10 @@ mod tests {
         write_man_page(&mut out).unwrap();
         let page = String::from_utf8(out).unwrap();
         assert!(page.contains(".TH pilothouse"), "{page}");
+        assert!(
+            page.contains(env!("CARGO_PKG_VERSION")),
+            "the page names the version"
+        );
         assert!(page.contains("read\\-only"), "{page}");
     }
 

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("pilothouse: {report:?}");
+            eprintln!("pilothouse: {}", describe(&report));
             ExitCode::from(1)
         }
     }
@@ -39,12 +39,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     // One-shot subcommands need no config and no terminal.
     match &cli.command {
         Some(Command::Completions { shell }) => {
-            cli::write_completions(*shell, &mut std::io::stdout());
-            return Ok(ExitCode::SUCCESS);
+            let mut out = Vec::new();
+            cli::write_completions(*shell, &mut out);
+            return print_all(&out);
         }
         Some(Command::Man) => {
-            cli::write_man_page(&mut std::io::stdout())?;
-            return Ok(ExitCode::SUCCESS);
+            let mut out = Vec::new();
+            cli::write_man_page(&mut out)?;
+            return print_all(&out);
         }
         Some(Command::Rules { command }) => return Ok(pilothouse::rules::run(command)),
         None => {}
@@ -134,6 +136,40 @@ fn install_hooks() -> Result<()> {
         panic_hook(info);
     }));
     Ok(())
+}
+
+/// An error and its causes on one line, each cause only where it adds to what came before:
+/// a config error already quotes its parser's message, and a parser's snippet of the file
+/// (several lines ending in the message) is left out.
+fn describe(report: &color_eyre::Report) -> String {
+    let mut out = String::new();
+    for cause in report.chain() {
+        let full = cause.to_string();
+        let text = full
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        if text.trim().is_empty() || out.contains(text.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(text.trim());
+    }
+    out
+}
+
+/// Write `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn print_all(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e).wrap_err("cannot write to stdout"),
+    }
 }
 
 fn print_version(paths: &Paths) {
