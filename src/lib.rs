@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod keymap;
 pub mod logbuf;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod paths;
 pub mod platform;

@@ -493,3 +493,5 @@ impl WorkerUnderTest {
             .expect("the worker did not panic");
     }
 }
+
+pub mod prometheus;
