@@ -7,8 +7,10 @@ binary=${1:-target/release/pilothouse}
 image=pilothouse-bench/busybox:1
 label=pilothouse.bench=1
 python3 -c 'import sys; sys.path.insert(0, "scripts"); import bench_console; bench_console.ensure_image()'
+# A tmux server of its own, so no other session's sizes or options apply.
+tm() { tmux -L pilothouse-shot -f /dev/null "$@"; }
 cleanup() {
-  tmux kill-session -t pilothouse-shot 2>/dev/null || true
+  tm kill-server 2>/dev/null || true
   ids=$(docker ps -aq --filter "label=$label")
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
 }
@@ -31,10 +33,13 @@ run scratchpad "$image" sh -c 'sleep 2; exit 3'
 export PILOTHOUSE_CONFIG_DIR PILOTHOUSE_DATA_DIR PILOTHOUSE_STATE_DIR
 tmp=$(mktemp -d)
 PILOTHOUSE_CONFIG_DIR=$tmp/config PILOTHOUSE_DATA_DIR=$tmp/data PILOTHOUSE_STATE_DIR=$tmp/state
-tmux new-session -d -s pilothouse-shot -x 120 -y 32 "$binary"
+tm new-session -d -x 120 -y 32 "$binary"
 sleep 8
-tmux send-keys -t pilothouse-shot j
-sleep 2
-tmux capture-pane -t pilothouse-shot -p > "${2:-assets/screenshot.txt}"
-tmux send-keys -t pilothouse-shot q
+# Only this script's workloads, then the web service selected.
+tm send-keys "/" "shop|batch|scratchpad" Enter
+sleep 1
+tm send-keys j j
+sleep 3
+tm capture-pane -p > "${2:-assets/screenshot.txt}"
+tm send-keys q
 rm -rf "$tmp"
