@@ -291,6 +291,8 @@ fn recommend(
         Ok(value) => return failed(name, format!("the value {value} is not a finite number")),
         Err(why) => return failed(name, why.clone()),
     };
+    // LIMITATION: the HPA multiplies Value and CPU ratios by the ready pods and treats missing
+    // or unready pods specially; the readings here carry no readiness, so all replicas count.
     let replicas = f64::from(current);
     let (count, formula) = match &metric.source {
         MetricSource::Prometheus {

@@ -268,6 +268,8 @@ pub(super) fn parse_rules(path: &Path, text: &str) -> Result<Vec<Rule>, Vec<Conf
 }
 
 /// A YAML syntax or type error, as `file:line:column: message`.
+// LIMITATION: serde stops at the first syntax or type error, so such an error comes alone;
+// the semantic checks after it (all reported together) run only on a file that deserializes.
 fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> ConfigError {
     let (line, column) = err
         .location()
