@@ -173,7 +173,9 @@ impl Store {
                 events.push_back(event.clone());
                 Change::Structure
             }
-            Update::Logs { .. } | Update::LogsEnded { .. } => Change::None,
+            Update::Logs { .. } | Update::LogsEnded { .. } | Update::LogsPaused { .. } => {
+                Change::None
+            }
         }
     }
 

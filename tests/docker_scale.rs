@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::container::{Config, InspectContainerOptions, ListContainersOptions};
@@ -176,9 +176,11 @@ async fn scaling_a_compose_workload_from_one_to_three_and_back_to_one() {
             .await;
         destroyed.push(subject);
     }
+    // The two are stopped and removed at once, so their destroy events come in either order.
+    destroyed.sort();
     assert_eq!(
         destroyed,
-        [format!("{project}-web-3"), format!("{project}-web-2")]
+        [format!("{project}-web-2"), format!("{project}-web-3")]
     );
     worker.stop().await;
 }
@@ -243,6 +245,55 @@ async fn a_fixed_host_port_makes_scale_up_fail_with_the_reason_and_creates_nothi
     assert_eq!(
         reply,
         Err("a standalone container cannot be scaled; give it a pilothouse.group label".into())
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn scaling_down_stops_the_removed_replicas_at_once_not_one_after_another() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let project = label.short();
+    // As process 1 without a trap, the shell ignores SIGTERM: each stop takes its full timeout.
+    let deaf = ["sh", "-c", "while :; do sleep 1; done"];
+    let stop_timeout = 3;
+    for n in 1..=3 {
+        let mut config = with_labels(
+            busybox(&label, &deaf, &[]),
+            compose_labels(&project, &n.to_string()),
+        );
+        config.stop_timeout = Some(stop_timeout);
+        support::run_container(&docker, &format!("{project}-web-{n}"), config).await;
+    }
+
+    let mut worker = WorkerUnderTest::start("local", None);
+    worker.snapshot().await;
+    let started = Instant::now();
+    let down = worker
+        .ask(WAIT, |reply| Request::Scale {
+            workload: workload(&project),
+            replicas: 1,
+            reply,
+        })
+        .await;
+    let took = started.elapsed();
+    assert_eq!(
+        down,
+        Ok(format!(
+            "scaled {project}/web from 3 to 1: removed {project}-web-3, {project}-web-2"
+        ))
+    );
+    assert_eq!(
+        project_containers(&docker, &project).await,
+        [format!("{project}-web-1")]
+    );
+    let one_stop = Duration::from_secs(stop_timeout as u64);
+    assert!(
+        took >= one_stop && took < one_stop * 2,
+        "two stops of {one_stop:?} each took {took:?}: they did not run at once"
     );
     worker.stop().await;
 }

@@ -5,10 +5,16 @@ mod support;
 
 use std::time::Duration;
 
+use bollard::Docker;
+use bollard::container::{RemoveContainerOptions, StartContainerOptions};
+use bollard::models::{HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use chrono::{DateTime, Utc};
 use pilothouse::model::ConnState;
 use pilothouse::platform::{LogRecord, LogStart, Request, Update};
-use support::{SLEEP_FOREVER, TestLabel, WorkerUnderTest, busybox, docker_or_skip, run_container};
+use support::{
+    SLEEP_FOREVER, Signals, TestLabel, WorkerUnderTest, busybox, docker_or_skip, raise_signal,
+    run_container, wait_signal,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -29,6 +35,371 @@ async fn collect_lines(worker: &mut WorkerUnderTest, stream: u64, count: usize) 
         }
     }
     lines
+}
+
+/// What a log stream said, in the order it said it.
+#[derive(Debug, Clone, PartialEq)]
+enum Said {
+    Line(String, String),
+    Paused(String, String),
+    Ended(String, String),
+}
+
+/// The next thing stream `stream` says: a line (replica, text) for each line of a batch, a
+/// pause or an end (replica, reason).
+async fn next_said(worker: &mut WorkerUnderTest, stream: u64) -> Vec<Said> {
+    worker
+        .wait_for("the log stream", WAIT, |u| match u {
+            Update::Logs { stream: s, lines } if *s == stream => Some(
+                lines
+                    .iter()
+                    .map(|l| Said::Line(l.replica.clone(), l.line.text.clone()))
+                    .collect(),
+            ),
+            Update::LogsPaused {
+                stream: s,
+                replica,
+                reason,
+            } if *s == stream => Some(vec![Said::Paused(replica.clone(), reason.clone())]),
+            Update::LogsEnded {
+                stream: s,
+                replica,
+                reason,
+            } if *s == stream => Some(vec![Said::Ended(replica.clone(), reason.clone())]),
+            _ => None,
+        })
+        .await
+}
+
+/// Every line, pause and end of `stream` among `updates`.
+fn said_in(updates: &[Update], stream: u64) -> Vec<Said> {
+    let mut said = Vec::new();
+    for update in updates {
+        match update {
+            Update::Logs { stream: s, lines } if *s == stream => said.extend(
+                lines
+                    .iter()
+                    .map(|l| Said::Line(l.replica.clone(), l.line.text.clone())),
+            ),
+            Update::LogsPaused {
+                stream: s,
+                replica,
+                reason,
+            } if *s == stream => said.push(Said::Paused(replica.clone(), reason.clone())),
+            Update::LogsEnded {
+                stream: s,
+                replica,
+                reason,
+            } if *s == stream => said.push(Said::Ended(replica.clone(), reason.clone())),
+            _ => {}
+        }
+    }
+    said
+}
+
+/// The lines and ends of a stream of earlier lines, until every one of `replicas` ended.
+async fn collect_earlier(
+    worker: &mut WorkerUnderTest,
+    stream: u64,
+    replicas: usize,
+) -> (Vec<LogRecord>, Vec<(String, String)>) {
+    let mut lines = Vec::new();
+    let mut ends = Vec::new();
+    while ends.len() < replicas {
+        let next = worker
+            .wait_for("earlier lines", WAIT, |u| match u {
+                Update::Logs { stream: s, lines } if *s == stream => Some(Ok(lines.clone())),
+                Update::LogsEnded {
+                    stream: s,
+                    replica,
+                    reason,
+                } if *s == stream => Some(Err((replica.clone(), reason.clone()))),
+                _ => None,
+            })
+            .await;
+        match next {
+            Ok(batch) => lines.extend(batch),
+            Err(end) => ends.push(end),
+        }
+    }
+    (lines, ends)
+}
+
+fn texts(lines: &[LogRecord]) -> Vec<&str> {
+    lines.iter().map(|l| l.line.text.as_str()).collect()
+}
+
+/// Starts replicas `a` and `b` that print `a1 b1 a2 b2 … a<turns> b<turns>` taking turns
+/// through `signals` (each line 50 ms or more after the other's), raising `a<turns + 1>` after
+/// the last turn; then, when the test raises `go`, `a-last` and `b-last` in turn. They run until
+/// stopped. The test raises `a1` to begin.
+async fn start_taking_turns(
+    docker: &Docker,
+    label: &TestLabel,
+    signals: &Signals,
+    turns: u32,
+) -> Vec<(String, String)> {
+    let forever = "trap 'exit 0' TERM; while :; do sleep 1; done";
+    let a = format!(
+        "for i in $(seq 1 {turns}); do {}; usleep 50000; echo a$i; {}; done; \
+         {}; usleep 50000; echo a-last; {}; {forever}",
+        wait_signal("a$i"),
+        raise_signal("b$i"),
+        wait_signal("go"),
+        raise_signal("b-last"),
+    );
+    let b = format!(
+        "for i in $(seq 1 {turns}); do {}; usleep 50000; echo b$i; {}; done; \
+         {}; usleep 50000; echo b-last; {forever}",
+        wait_signal("b$i"),
+        raise_signal("a$((i + 1))"),
+        wait_signal("b-last"),
+    );
+    let mut replicas = Vec::new();
+    for (part, script) in [("a", a), ("b", b)] {
+        let name = format!("{}-{part}", label.short());
+        let config = signals.mount(busybox(label, &["sh", "-c", &script], &[]));
+        let id = run_container(docker, &name, config).await;
+        replicas.push((id, name));
+    }
+    replicas
+}
+
+#[tokio::test]
+async fn a_merged_tail_is_one_timeline_then_each_replica_follows_without_repeats() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let signals = Signals::new();
+    let replicas = start_taking_turns(&docker, &label, &signals, 4).await;
+    let (a, b) = (replicas[0].1.clone(), replicas[1].1.clone());
+    signals.raise("a1");
+    signals.raised("a5", WAIT).await;
+
+    let mut worker = WorkerUnderTest::start("local", None);
+    worker.snapshot().await;
+    worker
+        .send(Request::FollowLogs {
+            stream: 4,
+            replicas,
+            start: LogStart::Tail(3),
+        })
+        .await;
+    let backlog = collect_lines(&mut worker, 4, 6).await;
+    assert_eq!(
+        texts(&backlog),
+        ["a2", "b2", "a3", "b3", "a4", "b4"],
+        "each replica's last 3 lines, in time order"
+    );
+    let from: Vec<&str> = backlog.iter().map(|l| l.replica.as_str()).collect();
+    assert_eq!(from, [&a, &b, &a, &b, &a, &b]);
+
+    signals.raise("go");
+    let followed = collect_lines(&mut worker, 4, 2).await;
+    assert_eq!(texts(&followed), ["a-last", "b-last"]);
+    let late = said_in(&worker.collect_for(Duration::from_millis(1500)).await, 4);
+    assert_eq!(late, [], "nothing is sent twice");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn earlier_lines_are_strictly_before_the_time_asked_from_every_replica_as_one_timeline() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let signals = Signals::new();
+    let replicas = start_taking_turns(&docker, &label, &signals, 4).await;
+    signals.raise("a1");
+    signals.raised("a5", WAIT).await;
+
+    let mut worker = WorkerUnderTest::start("local", None);
+    worker.snapshot().await;
+    worker
+        .send(Request::FollowLogs {
+            stream: 5,
+            replicas: replicas.clone(),
+            start: LogStart::Tail(2),
+        })
+        .await;
+    let shown = collect_lines(&mut worker, 5, 4).await;
+    assert_eq!(texts(&shown), ["a3", "b3", "a4", "b4"]);
+
+    // Before a3: a3 itself is not repeated; b's lines before it are a1's and a2's neighbours.
+    let at_a3 = shown[0].timestamp.expect("timestamps are on");
+    worker
+        .send(Request::FollowLogs {
+            stream: 6,
+            replicas: replicas.clone(),
+            start: LogStart::Before(at_a3, 2),
+        })
+        .await;
+    let (earlier, ends) = collect_earlier(&mut worker, 6, 2).await;
+    assert_eq!(texts(&earlier), ["a1", "b1", "a2", "b2"]);
+    assert!(earlier.iter().all(|l| l.timestamp < Some(at_a3)));
+    let loaded = |name: &str| (name.to_string(), "earlier lines loaded".to_string());
+    assert_eq!(ends, [loaded(&replicas[0].1), loaded(&replicas[1].1)]);
+
+    // Before b3: the 2 newest of each replica strictly before it, b3 not among them.
+    let at_b3 = shown[1].timestamp.expect("timestamps are on");
+    worker
+        .send(Request::FollowLogs {
+            stream: 7,
+            replicas: replicas.clone(),
+            start: LogStart::Before(at_b3, 2),
+        })
+        .await;
+    let (earlier, ends) = collect_earlier(&mut worker, 7, 2).await;
+    assert_eq!(texts(&earlier), ["b1", "a2", "b2", "a3"]);
+    assert_eq!(ends.len(), 2);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_looping_replica_stays_followed_and_shows_each_run_once() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    // Runs 1 and 2 fail (the engine restarts them at once), run 3 and later succeed and stay
+    // exited; the container's own file system counts the runs.
+    let script = "n=$(cat /tmp/runs 2>/dev/null || echo 0); n=$((n + 1)); echo $n > /tmp/runs; \
+                  echo \"run $n\"; usleep 300000; [ $n -ge 3 ] && exit 0; exit 3";
+    let mut config = busybox(&label, &["sh", "-c", script], &[]);
+    config.host_config = Some(HostConfig {
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    });
+    let name = format!("{}-crashes", label.short());
+    let id = run_container(&docker, &name, config).await;
+
+    let mut worker = WorkerUnderTest::start("local", None);
+    worker.snapshot().await;
+    worker
+        .send(Request::FollowLogs {
+            stream: 8,
+            replicas: vec![(id.clone(), name.clone())],
+            start: LogStart::Tail(10),
+        })
+        .await;
+    let waiting = Said::Paused(name.clone(), "exited, waiting for restart".into());
+    let line = |n: u32| Said::Line(name.clone(), format!("run {n}"));
+
+    let mut said = Vec::new();
+    while !(said.contains(&line(3)) && said.last() == Some(&waiting)) {
+        said.extend(next_said(&mut worker, 8).await);
+    }
+    let lines: Vec<&Said> = said
+        .iter()
+        .filter(|s| matches!(s, Said::Line(..)))
+        .collect();
+    assert_eq!(lines, [&line(1), &line(2), &line(3)], "{said:?}");
+    assert!(
+        !said.iter().any(|s| matches!(s, Said::Ended(..))),
+        "{said:?}"
+    );
+
+    // Long after it exited, a start still brings its new output.
+    docker
+        .start_container(&id, None::<StartContainerOptions<String>>)
+        .await
+        .expect("start the replica again");
+    let mut said = Vec::new();
+    while !(said.contains(&line(4)) && said.last() == Some(&waiting)) {
+        said.extend(next_said(&mut worker, 8).await);
+    }
+    assert_eq!(said, [line(4), waiting.clone()], "{said:?}");
+
+    let force = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    docker
+        .remove_container(&id, Some(force))
+        .await
+        .expect("remove the replica");
+    let said = next_said(&mut worker, 8).await;
+    assert_eq!(
+        said,
+        [Said::Ended(name.clone(), "the replica was removed".into())]
+    );
+    let late = said_in(&worker.collect_for(Duration::from_millis(1000)).await, 8);
+    assert_eq!(late, [], "one end, and nothing after it");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_or_replacing_a_stream_ends_only_the_replicas_it_still_follows() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let script = "echo hello; trap 'exit 0' TERM; while :; do sleep 1; done";
+    let mut replicas = Vec::new();
+    for part in ["a", "b"] {
+        let name = format!("{}-{part}", label.short());
+        let id = run_container(&docker, &name, busybox(&label, &["sh", "-c", script], &[])).await;
+        replicas.push((id, name));
+    }
+    let (a, b) = (replicas[0].1.clone(), replicas[1].1.clone());
+
+    let mut worker = WorkerUnderTest::start("local", None);
+    worker.snapshot().await;
+    worker
+        .send(Request::FollowLogs {
+            stream: 10,
+            replicas: replicas.clone(),
+            start: LogStart::Tail(10),
+        })
+        .await;
+    let shown = collect_lines(&mut worker, 10, 2).await;
+    assert_eq!(texts(&shown), ["hello", "hello"]);
+
+    let force = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    docker
+        .remove_container(&replicas[1].0, Some(force))
+        .await
+        .expect("remove b");
+    let said = next_said(&mut worker, 10).await;
+    assert_eq!(
+        said,
+        [Said::Ended(b.clone(), "the replica was removed".into())]
+    );
+
+    worker
+        .send(Request::FollowLogs {
+            stream: 10,
+            replicas: vec![replicas[0].clone()],
+            start: LogStart::Tail(10),
+        })
+        .await;
+    let mut said = Vec::new();
+    while said.len() < 2 {
+        said.extend(next_said(&mut worker, 10).await);
+    }
+    assert_eq!(
+        said,
+        [
+            Said::Ended(a.clone(), "replaced by a new request".into()),
+            Said::Line(a.clone(), "hello".into()),
+        ]
+    );
+
+    worker.send(Request::StopLogs { stream: 10 }).await;
+    let said = said_in(&worker.collect_for(Duration::from_millis(1500)).await, 10);
+    assert_eq!(said, [Said::Ended(a.clone(), "stopped on request".into())]);
+    worker.stop().await;
 }
 
 #[tokio::test]

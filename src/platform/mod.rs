@@ -53,6 +53,13 @@ pub enum Update {
         replica: String,
         reason: String,
     },
+    /// A followed replica's container stopped but still exists: its lines continue on the same
+    /// stream when the container runs again, and `reason` says what it waits for meanwhile.
+    LogsPaused {
+        stream: u64,
+        replica: String,
+        reason: String,
+    },
 }
 
 /// One line of a replica's output, made safe for the terminal by [`crate::text::sanitize`].

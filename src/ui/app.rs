@@ -221,6 +221,14 @@ impl App {
                 replica,
                 reason,
             } => self.on_logs_ended(stream, replica, reason),
+            Update::LogsPaused {
+                stream,
+                replica,
+                reason,
+            } if self.logs.as_ref().is_some_and(|view| view.stream == stream) => {
+                self.info(format!("{replica}: {reason}"));
+                Change::Structure
+            }
             other => {
                 let change = self.store.apply(&other);
                 if change != Change::None {

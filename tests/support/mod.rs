@@ -495,3 +495,62 @@ impl WorkerUnderTest {
 }
 
 pub mod prometheus;
+
+/// Where [`Signals`] appears inside a test container.
+pub const SIGNALS_MOUNT: &str = "/signals";
+
+/// A directory of this test's, bind-mounted into its containers at [`SIGNALS_MOUNT`], through
+/// which the test tells a container's script when to go on and scripts take turns, so output
+/// comes in an order the test decides rather than one the scheduler does.
+pub struct Signals {
+    dir: tempfile::TempDir,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        Signals {
+            dir: tempfile::tempdir().expect("signals dir"),
+        }
+    }
+
+    /// Mounts the directory into a container's config.
+    pub fn mount(&self, mut config: Config<String>) -> Config<String> {
+        let bind = format!("{}:{SIGNALS_MOUNT}", self.dir.path().display());
+        let host = config.host_config.get_or_insert_with(Default::default);
+        host.binds.get_or_insert_with(Vec::new).push(bind);
+        config
+    }
+
+    /// Raises signal `name` for the scripts waiting on it.
+    pub fn raise(&self, name: &str) {
+        std::fs::write(self.dir.path().join(name), b"").expect("raise a signal");
+    }
+
+    /// Waits until a script raised `name`; panics after `within`.
+    pub async fn raised(&self, name: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.dir.path().join(name).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no container raised {name} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals::new()
+    }
+}
+
+/// A shell step that waits for signal `name` (see [`Signals`]).
+pub fn wait_signal(name: &str) -> String {
+    format!("while [ ! -e {SIGNALS_MOUNT}/{name} ]; do usleep 10000; done")
+}
+
+/// A shell step that raises signal `name` (see [`Signals`]).
+pub fn raise_signal(name: &str) -> String {
+    format!("touch {SIGNALS_MOUNT}/{name}")
+}

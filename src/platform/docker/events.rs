@@ -61,6 +61,16 @@ pub fn effect(event: &EventMessage) -> Effect {
     }
 }
 
+/// The container that runs again after this event (`start`, `restart`), for its log followers.
+pub fn started(event: &EventMessage) -> Option<String> {
+    let action = event.action.as_deref().unwrap_or_default();
+    let is_start = matches!(action, "start" | "restart");
+    if event.typ != Some(EventMessageTypeEnum::CONTAINER) || !is_start {
+        return None;
+    }
+    event.actor.as_ref().and_then(|a| a.id.clone())
+}
+
 /// The event as the detail pane lists it; `None` for the noise of exec and attach sessions.
 pub fn engine_event(event: &EventMessage) -> Option<EngineEvent> {
     let action = event.action.as_deref().unwrap_or_default();
@@ -165,6 +175,16 @@ mod tests {
             Effect::Nothing
         );
         assert_eq!(engine_event(&container("exec_die")), None);
+    }
+
+    #[test]
+    fn start_and_restart_say_which_container_runs_again() {
+        assert_eq!(started(&container("start")).as_deref(), Some("c1"));
+        assert_eq!(started(&container("restart")).as_deref(), Some("c1"));
+        assert_eq!(started(&container("die")), None);
+        assert_eq!(started(&container("create")), None);
+        let service = event(json!({"Type": "service", "Action": "start", "Actor": {"ID": "s1"}}));
+        assert_eq!(started(&service), None);
     }
 
     #[test]

@@ -252,10 +252,10 @@ impl Drop for Tasks {
     }
 }
 
-/// A followed log stream: its tasks and the replica names it follows.
+/// A followed log stream: its task, and its followers to wake and to end.
 struct LogStream {
     tasks: Tasks,
-    replicas: Vec<String>,
+    followers: logs::Followers,
 }
 
 /// The result of reading one container again.
@@ -470,6 +470,9 @@ impl Session {
     async fn remove_replica(&mut self, id: String) -> bool {
         self.generations.remove(&id);
         self.stats.remove(&id);
+        for log in self.logs.values() {
+            log.followers.removed(&id);
+        }
         let update = Update::ReplicaRemoved {
             target: self.target.clone(),
             id,
@@ -486,6 +489,11 @@ impl Session {
             };
             if self.updates.send(update).await.is_err() {
                 return false;
+            }
+        }
+        if let Some(id) = events::started(&event) {
+            for log in self.logs.values() {
+                log.followers.started(&id);
             }
         }
         match events::effect(&event) {
@@ -555,29 +563,33 @@ impl Session {
                 start,
             } => {
                 self.logs.retain(|_, s| !s.tasks.is_finished());
-                self.logs.remove(&stream);
-                let names = replicas.iter().map(|(_, name)| name.clone()).collect();
-                let tasks =
+                if !self.end_logs(stream, "replaced by a new request").await {
+                    return false;
+                }
+                let (task, followers) =
                     logs::spawn_stream(&self.docker, stream, replicas, start, self.updates.clone());
-                self.logs.insert(
-                    stream,
-                    LogStream {
-                        tasks: Tasks(tasks),
-                        replicas: names,
-                    },
-                );
+                let log = LogStream {
+                    tasks: Tasks(vec![task]),
+                    followers,
+                };
+                self.logs.insert(stream, log);
             }
             Request::StopLogs { stream } => {
-                if let Some(stopped) = self.logs.remove(&stream) {
-                    drop(stopped.tasks);
-                    return self
-                        .send_logs_ended(stream, stopped.replicas, "stopped on request")
-                        .await;
-                }
+                return self.end_logs(stream, "stopped on request").await;
             }
             Request::Inspect { id } => self.queue_fetch(id),
         }
         true
+    }
+
+    /// Stops a log stream, if there is one, and ends the replicas it has not ended itself.
+    async fn end_logs(&mut self, stream: u64, reason: &str) -> bool {
+        let Some(stopped) = self.logs.remove(&stream) else {
+            return true;
+        };
+        drop(stopped.tasks);
+        let open = stopped.followers.take_open();
+        self.send_logs_ended(stream, open, reason).await
     }
 
     async fn send_logs_ended(&self, stream: u64, replicas: Vec<String>, reason: &str) -> bool {
@@ -600,11 +612,11 @@ impl Session {
         self.inspections.abort_all();
         let streams: Vec<(u64, LogStream)> = self.logs.drain().collect();
         for (stream, log) in streams {
-            let cut = !log.tasks.is_finished();
             drop(log.tasks);
-            if let (Outcome::Lost(error), true) = (outcome, cut) {
+            let open = log.followers.take_open();
+            if let Outcome::Lost(error) = outcome {
                 let reason = format!("connection lost: {error}");
-                if !self.send_logs_ended(stream, log.replicas, &reason).await {
+                if !self.send_logs_ended(stream, open, &reason).await {
                     return;
                 }
             }

@@ -15,7 +15,8 @@ use bollard::container::{
 use bollard::models::{ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig};
 use bollard::network::ConnectNetworkOptions;
 use bollard::service::{Service, ServiceSpec, UpdateServiceOptions};
-use tracing::info;
+use futures::StreamExt;
+use tracing::{info, warn};
 
 use crate::model::{WorkloadId, WorkloadKind};
 
@@ -31,6 +32,9 @@ pub const GROUP_NUMBER: &str = "pilothouse.group.number";
 
 /// The seconds Docker waits for a container to stop when its config does not say.
 pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+/// How many replicas a scale-down stops at once.
+pub const STOP_CONCURRENCY: usize = 8;
 
 /// Which containers form a scalable workload, and how its replicas are named and numbered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -500,7 +504,8 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-/// Stops (with each one's stop timeout) and removes the given replicas, in order.
+/// Stops (each with its own stop timeout) and removes the given replicas, up to
+/// [`STOP_CONCURRENCY`] at once, so removing several takes about one stop timeout, not their sum.
 async fn scale_down(
     docker: &Docker,
     workload: &str,
@@ -508,20 +513,60 @@ async fn scale_down(
     to: u64,
     remove: &[Member],
 ) -> Result<String, String> {
-    let mut removed = Vec::new();
-    for member in remove {
-        stop_and_remove(docker, member).await.map_err(|e| {
-            format!(
-                "cannot scale {workload} to {to}: {e} (removed before it: {})",
-                list_or_none(&removed)
-            )
-        })?;
-        info!(workload, replica = %member.name, "replica removed");
-        removed.push(member.name.clone());
+    let stops: Vec<_> = remove
+        .iter()
+        .map(|member| stop_one(docker, workload, member))
+        .collect();
+    // `buffered` keeps the plan's order (highest number first) in the outcomes.
+    let outcomes: Vec<(String, Result<(), String>)> = futures::stream::iter(stops)
+        .buffered(STOP_CONCURRENCY)
+        .collect()
+        .await;
+    scale_down_reply(workload, from, to, &outcomes)
+}
+
+/// Stops and removes one replica of a scale-down; its name with the outcome.
+async fn stop_one(
+    docker: &Docker,
+    workload: &str,
+    member: &Member,
+) -> (String, Result<(), String>) {
+    let outcome = stop_and_remove(docker, member).await;
+    match &outcome {
+        Ok(()) => info!(workload, replica = %member.name, "replica removed"),
+        Err(reason) => warn!(workload, replica = %member.name, %reason, "replica not removed"),
     }
-    Ok(format!(
-        "scaled {workload} from {from} to {to}: removed {}",
-        removed.join(", ")
+    (member.name.clone(), outcome)
+}
+
+/// The reply to a scale-down from each replica's outcome, in the plan's order: every failure,
+/// with the replicas that were removed all the same.
+fn scale_down_reply(
+    workload: &str,
+    from: u64,
+    to: u64,
+    outcomes: &[(String, Result<(), String>)],
+) -> Result<String, String> {
+    let removed: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let failures: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|(_, outcome)| outcome.as_ref().err())
+        .map(String::as_str)
+        .collect();
+    if failures.is_empty() {
+        return Ok(format!(
+            "scaled {workload} from {from} to {to}: removed {}",
+            removed.join(", ")
+        ));
+    }
+    Err(format!(
+        "cannot scale {workload} to {to}: {} (removed: {})",
+        failures.join("; "),
+        list_or_none(&removed)
     ))
 }
 
@@ -649,6 +694,45 @@ mod tests {
         let ids: Vec<String> = plan(&members, 1).remove.into_iter().map(|m| m.id).collect();
         assert_eq!(ids, vec!["c", "b"]);
         assert!(plan(&members, 3).remove.is_empty() && plan(&members, 3).create.is_empty());
+    }
+
+    #[test]
+    fn a_scale_down_reply_lists_the_removed_highest_first() {
+        let outcomes = [("web-3".to_string(), Ok(())), ("web-2".to_string(), Ok(()))];
+        assert_eq!(
+            scale_down_reply("shop/web", 3, 1, &outcomes),
+            Ok("scaled shop/web from 3 to 1: removed web-3, web-2".to_string())
+        );
+    }
+
+    #[test]
+    fn a_failed_stop_is_reported_with_the_replicas_removed_all_the_same() {
+        let outcomes = [
+            ("web-4".to_string(), Ok(())),
+            (
+                "web-3".to_string(),
+                Err("stopping web-3 failed: boom".to_string()),
+            ),
+            ("web-2".to_string(), Ok(())),
+        ];
+        assert_eq!(
+            scale_down_reply("shop/web", 4, 1, &outcomes),
+            Err(
+                "cannot scale shop/web to 1: stopping web-3 failed: boom (removed: web-4, web-2)"
+                    .to_string()
+            )
+        );
+        let none = [(
+            "web-2".to_string(),
+            Err("removing web-2 failed: gone".to_string()),
+        )];
+        assert_eq!(
+            scale_down_reply("shop/web", 2, 1, &none),
+            Err(
+                "cannot scale shop/web to 1: removing web-2 failed: gone (removed: none)"
+                    .to_string()
+            )
+        );
     }
 
     #[test]
