@@ -259,7 +259,7 @@ async fn scaling_down_stops_the_removed_replicas_at_once_not_one_after_another()
     let project = label.short();
     // As process 1 without a trap, the shell ignores SIGTERM: each stop takes its full timeout.
     let deaf = ["sh", "-c", "while :; do sleep 1; done"];
-    let stop_timeout = 3;
+    let stop_timeout = 6;
     for n in 1..=3 {
         let mut config = with_labels(
             busybox(&label, &deaf, &[]),

@@ -524,6 +524,9 @@ fn base_options() -> LogsOptions<String> {
 
 /// Following from the second of `newest` (the engine takes whole seconds), or from the start of
 /// a log that held nothing.
+// LIMITATION: `since` without `tail` makes the json-file driver read the log from its start to
+// find that second, so each attach (and re-attach after a restart) of a replica with a huge log
+// file takes longer; a `tail` cannot bound it, as the lines since the backlog are uncounted.
 fn follow_options(newest: Option<DateTime<Utc>>) -> LogsOptions<String> {
     LogsOptions {
         follow: true,
