@@ -78,7 +78,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .wrap_err_with(|| format!("cannot open the log file {}", paths.log_file().display()))?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "console starting");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread runs the console and its workers: they spend their time waiting on sockets, and
+    // handing wake-ups between threads cost more CPU than the work itself on an idle console.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
