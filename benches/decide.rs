@@ -75,7 +75,7 @@ fn recorded(index: usize) -> Recorded {
         })
         .collect();
     let load = 50.0 + f64::from(spread) * 97.0;
-    let readings = if index % 50 == 0 {
+    let readings = if index.is_multiple_of(50) {
         vec![Err("connection refused".into()), Ok(40.0)]
     } else {
         vec![Ok(load), Ok(30.0 + f64::from(spread) * 4.0)]

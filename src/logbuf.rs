@@ -293,10 +293,10 @@ impl LogBuffer {
 
     /// The shared copy of a replica name.
     fn intern(&mut self, name: String) -> Arc<str> {
-        if let Some(last) = &self.last_name {
-            if **last == *name {
-                return Arc::clone(last);
-            }
+        if let Some(last) = &self.last_name
+            && **last == *name
+        {
+            return Arc::clone(last);
         }
         let shared = match self.names.get(name.as_str()) {
             Some(shared) => Arc::clone(shared),

@@ -351,11 +351,12 @@ fn merged_ranges(text: &str, ranges: &[Range<usize>]) -> Vec<Range<usize>> {
 
 /// Appends a span, merging it into the previous one when they touch and look the same.
 fn push_span(spans: &mut Vec<(Range<usize>, Style)>, range: Range<usize>, style: Style) {
-    if let Some((last, last_style)) = spans.last_mut() {
-        if last.end == range.start && *last_style == style {
-            last.end = range.end;
-            return;
-        }
+    if let Some((last, last_style)) = spans.last_mut()
+        && last.end == range.start
+        && *last_style == style
+    {
+        last.end = range.end;
+        return;
     }
     spans.push((range, style));
 }
@@ -1228,7 +1229,7 @@ mod tests {
             (0..len)
                 .map(|_| {
                     let r = self.next();
-                    if r % 3 == 0 {
+                    if r.is_multiple_of(3) {
                         INTERESTING[(r >> 8) as usize % INTERESTING.len()]
                     } else {
                         (r >> 16) as u8

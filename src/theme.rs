@@ -318,15 +318,15 @@ impl<'t> ThemeSource<'t> {
             }
             self.check_style(scope.get_ref(), spec)?;
         }
-        if let Some(colors) = &self.file.replica_colors {
-            if colors.get_ref().len() < MIN_REPLICA_COLORS {
-                let message = format!(
-                    "`replica_colors` needs at least {MIN_REPLICA_COLORS} colours so that \
+        if let Some(colors) = &self.file.replica_colors
+            && colors.get_ref().len() < MIN_REPLICA_COLORS
+        {
+            let message = format!(
+                "`replica_colors` needs at least {MIN_REPLICA_COLORS} colours so that \
                      neighbouring replicas differ, not {}",
-                    colors.get_ref().len()
-                );
-                return Err(self.error(colors.span(), message));
-            }
+                colors.get_ref().len()
+            );
+            return Err(self.error(colors.span(), message));
         }
         Ok(())
     }

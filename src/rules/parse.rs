@@ -484,10 +484,10 @@ fn validate_kubernetes_target(
     }
     let what = "a kubernetes target";
     let context = required(&target.context, "context", what, &raw.referenced, errors);
-    if let Some(context) = context {
-        if context.value.trim().is_empty() {
-            errors.at(&context.referenced, "context must not be empty");
-        }
+    if let Some(context) = context
+        && context.value.trim().is_empty()
+    {
+        errors.at(&context.referenced, "context must not be empty");
     }
     let namespace = required(
         &target.namespace,
@@ -496,17 +496,17 @@ fn validate_kubernetes_target(
         &raw.referenced,
         errors,
     );
-    if let Some(namespace) = namespace {
-        if !is_dns_label(&namespace.value) {
-            errors.at(
-                &namespace.referenced,
-                format!(
-                    "namespace `{}` is not a Kubernetes name (lowercase letters, digits and `-`, \
+    if let Some(namespace) = namespace
+        && !is_dns_label(&namespace.value)
+    {
+        errors.at(
+            &namespace.referenced,
+            format!(
+                "namespace `{}` is not a Kubernetes name (lowercase letters, digits and `-`, \
                      at most 63)",
-                    namespace.value
-                ),
-            );
-        }
+                namespace.value
+            ),
+        );
     }
     let workload = required(&target.workload, "workload", what, &raw.referenced, errors)?;
     let parsed = parse_kube_workload(&workload.value);

@@ -119,10 +119,10 @@ pub fn merge_inspect(mut replica: Replica, inspect: &ContainerInspectResponse) -
     let state = inspect.state.as_ref();
     // The inspect is the fresher of the two reads: the list is served from a copy the engine
     // updates after it reports an event, so right after `die` it may still say running.
-    if let Some(status) = state.and_then(|s| s.status).map(|s| s.to_string()) {
-        if !status.is_empty() {
-            replica.state = status;
-        }
+    if let Some(status) = state.and_then(|s| s.status).map(|s| s.to_string())
+        && !status.is_empty()
+    {
+        replica.state = status;
     }
     replica.started_at = state
         .and_then(|s| s.started_at.as_deref())

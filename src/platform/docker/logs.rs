@@ -712,11 +712,11 @@ impl LineSplitter {
     /// parts each with a timestamp; the stamp of a continuation is dropped here.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<Vec<u8>> {
         let mut rest = chunk;
-        if !self.carry.is_empty() {
-            if let (Some(stamp), tail) = split_timestamp(rest) {
-                self.part_stamp = Some(stamp);
-                rest = tail;
-            }
+        if !self.carry.is_empty()
+            && let (Some(stamp), tail) = split_timestamp(rest)
+        {
+            self.part_stamp = Some(stamp);
+            rest = tail;
         }
         let mut lines = Vec::new();
         while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
