@@ -115,6 +115,15 @@ impl Console {
         None
     }
 
+    /// Type `keys` and expect the console to exit by itself, successfully, within 5 s.
+    fn quit_with(&mut self, keys: &str) {
+        self.keys(keys);
+        let status = self
+            .wait_exit(5)
+            .expect("the console exits after the quit key");
+        assert!(status.success(), "exit status {status:?}");
+    }
+
     fn pid(&self) -> u32 {
         self.child.process_id().unwrap()
     }
@@ -171,9 +180,7 @@ async fn the_console_shows_a_real_container_its_logs_safely_and_quits_on_q() {
 
     console.keys("q");
     console.wait_for("workloads", 5);
-    console.keys("q");
-    let status = console.wait_exit(5).expect("the console exits after q");
-    assert!(status.success(), "exit status {status:?}");
+    console.quit_with("q");
     assert!(
         !console.screen().screen().alternate_screen(),
         "the terminal is restored"
@@ -253,9 +260,7 @@ async fn a_flooding_log_keeps_memory_bounded_and_keys_answered() {
     assert!(peak < 256 * 1024, "peak memory {peak} KiB");
 
     console.keys("q");
-    console.keys("q");
-    let status = console.wait_exit(5).expect("the console exits after q");
-    assert!(status.success(), "exit status {status:?}");
+    console.quit_with("q");
 }
 
 #[test]
@@ -266,9 +271,7 @@ fn an_unreachable_engine_is_reported_on_screen_and_the_console_stays_usable() {
     console.keys("?");
     console.wait_for("help", 5);
     console.keys("?");
-    console.keys("q");
-    let status = console.wait_exit(5).expect("the console exits after q");
-    assert!(status.success(), "exit status {status:?}");
+    console.quit_with("q");
 }
 
 #[test]
