@@ -65,14 +65,47 @@ pub enum RulesCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<std::path::PathBuf>,
     },
-    /// Replay a rule over a recorded metric series and print the replica timeline.
+    /// Replay a rule over a metric series (a CSV file, or range queries of a Prometheus) and
+    /// print the replica timeline.
+    #[command(group(
+        clap::ArgGroup::new("series_source")
+            .required(true)
+            .args(["series", "prometheus"])
+    ))]
     Simulate {
         /// A rule file holding one rule.
         #[arg(value_name = "RULE")]
         rule: std::path::PathBuf,
         /// CSV with a header `t,<metric name>...`; t in seconds; an empty cell is a failed query.
         #[arg(long, value_name = "FILE.csv")]
-        series: std::path::PathBuf,
+        series: Option<std::path::PathBuf>,
+        /// Read the series from this Prometheus instead: one range query per metric, t in seconds
+        /// from --from, a step with no sample a failed reading. A metric's own serverAddress wins
+        /// over it. A rule with a CPU metric cannot be replayed this way (exit 1).
+        #[arg(long, value_name = "URL", requires = "from")]
+        prometheus: Option<String>,
+        /// Start of the range: RFC 3339 (2024-05-01T12:00:00Z), `now`, or a time ago such as
+        /// -30m, -1h, -2d (units s, m, h, d).
+        #[arg(
+            long,
+            value_name = "TIME",
+            requires = "prometheus",
+            allow_hyphen_values = true
+        )]
+        from: Option<String>,
+        /// End of the range, written as --from is.
+        #[arg(
+            long,
+            value_name = "TIME",
+            requires = "prometheus",
+            default_value = "now",
+            allow_hyphen_values = true
+        )]
+        to: String,
+        /// Time between samples of the range queries, such as 1s or 1m (default: the rule's
+        /// pollingInterval). The rule is still evaluated every pollingInterval.
+        #[arg(long, value_name = "DURATION", requires = "prometheus")]
+        step: Option<String>,
         /// Replicas at t=0 (default: the rule's minReplicas).
         #[arg(long, value_name = "N")]
         initial_replicas: Option<u32>,

@@ -2,10 +2,11 @@
 //! autoscaler makes from a rule and its metric readings.
 //!
 //! This module parses and validates rule files ([`parse_rules`], [`load_rules`]), decides the
-//! replica count for one cycle ([`decide()`]), replays a rule over a recorded series
-//! ([`simulate`]) and runs the `rules check` and `rules simulate` commands ([`run`]). It does
-//! not query Prometheus, read Docker stats, keep time or change any workload: the live loop
-//! gathers readings, passes the time in, and acts on the [`Decision`] through the actuator.
+//! replica count for one cycle ([`decide()`]), replays a rule over a recorded series or a
+//! Prometheus range ([`simulate`]) and runs the `rules check` and `rules simulate` commands
+//! ([`run`]). Apart from `rules simulate --prometheus` it does not query Prometheus; it never
+//! reads Docker stats, keeps time or changes a workload: the live loop gathers readings, passes
+//! the time in, and acts on the [`Decision`] through the actuator.
 
 pub mod check;
 pub mod decide;
@@ -335,16 +336,43 @@ pub fn run(command: &RulesCommand) -> ExitCode {
         RulesCommand::Simulate {
             rule,
             series,
+            prometheus,
+            from,
+            to,
+            step,
             initial_replicas,
             output,
-        } => simulate::run(
-            rule,
-            series,
-            *initial_replicas,
-            *output,
-            &mut stdout,
-            &mut stderr,
-        ),
+        } => {
+            let input = match (series, prometheus) {
+                (Some(file), _) => simulate::SeriesInput::File(file),
+                (None, Some(url)) => simulate::SeriesInput::Prometheus(simulate::RangeArgs {
+                    url,
+                    from: from.as_deref(),
+                    to,
+                    step: step.as_deref(),
+                }),
+                (None, None) => {
+                    return usage_error(
+                        &mut stderr,
+                        "rules simulate needs --series or --prometheus",
+                    );
+                }
+            };
+            simulate::run(
+                rule,
+                input,
+                *initial_replicas,
+                *output,
+                &mut stdout,
+                &mut stderr,
+            )
+        }
     };
     ExitCode::from(code)
+}
+
+/// Exit 2, as clap does for a usage error it cannot express itself.
+fn usage_error(err: &mut dyn std::io::Write, message: &str) -> ExitCode {
+    let _ = writeln!(err, "{message}");
+    ExitCode::from(2)
 }

@@ -1,18 +1,22 @@
 //! What-if: replay a rule over a recorded metric series with the live loop's decision function.
 //!
-//! [`parse_series`] reads the CSV, [`simulate`] evaluates the rule every pollingInterval as the
-//! live loop would (replicas follow each decision at once), and [`run`] is the `rules simulate`
-//! command. Not for querying Prometheus: the series comes from a file.
+//! [`parse_series`] reads the CSV, or [`fetch_series`] builds the same [`Series`] from range
+//! queries of a Prometheus; [`simulate`] evaluates the rule every pollingInterval as the live
+//! loop would (replicas follow each decision at once), and [`run`] is the `rules simulate`
+//! command. Not for acting on anything: no workload is touched and nothing is recorded.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::Rule;
 use super::decide::{Decision, Inputs, Reading, Recommendation, ScaleEvent, decide, retain_recent};
+use super::{MetricSource, Rule};
 use crate::cli::RulesOutput;
+use crate::metrics::{MetricError, PrometheusSource, Samples};
 
 /// A problem with a series file.
 #[derive(Debug, thiserror::Error)]
@@ -90,14 +94,14 @@ pub fn parse_series(path: &Path, text: &str, rule: &Rule) -> Result<Series, Seri
     for (number, line) in lines {
         let sample =
             parse_row(line, &columns, rule.metrics.len()).map_err(|m| invalid(number, m))?;
-        if let Some(last) = samples.last() {
-            if sample.t <= last.t {
-                let message = format!(
-                    "t {} does not increase (the row before has {})",
-                    sample.t, last.t
-                );
-                return Err(invalid(number, message));
-            }
+        if let Some(last) = samples.last()
+            && sample.t <= last.t
+        {
+            let message = format!(
+                "t {} does not increase (the row before has {})",
+                sample.t, last.t
+            );
+            return Err(invalid(number, message));
         }
         samples.push(sample);
     }
@@ -235,17 +239,42 @@ fn readings_at(series: &Series, rule: &Rule, t: u64) -> Vec<Reading> {
     }
 }
 
+/// Where `rules simulate` takes its series from.
+#[derive(Debug, Clone, Copy)]
+pub enum SeriesInput<'a> {
+    /// A CSV file, as [`parse_series`] reads it.
+    File(&'a Path),
+    /// Range queries of a Prometheus, as [`fetch_series`] makes them.
+    Prometheus(RangeArgs<'a>),
+}
+
+/// The `--prometheus` flags as given on the command line, before any of them is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeArgs<'a> {
+    /// The server for metrics without a `serverAddress` of their own.
+    pub url: &'a str,
+    /// `--from`: RFC 3339, `now` or a time ago such as `-1h`.
+    pub from: Option<&'a str>,
+    /// `--to`, written as `--from` is.
+    pub to: &'a str,
+    /// `--step`; `None` means the rule's pollingInterval.
+    pub step: Option<&'a str>,
+}
+
 /// The `rules simulate` command; returns the exit code.
 pub fn run(
     rule_file: &Path,
-    series_file: &Path,
+    input: SeriesInput<'_>,
     initial: Option<u32>,
     output: RulesOutput,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    match render(rule_file, series_file, initial, output) {
-        Ok(text) => {
+    match render(rule_file, input, initial, output) {
+        Ok(Rendered { text, warnings }) => {
+            for warning in warnings {
+                let _ = writeln!(err, "warning: {warning}");
+            }
             let _ = out.write_all(text.as_bytes());
             0
         }
@@ -258,13 +287,47 @@ pub fn run(
     }
 }
 
+/// A finished simulation: the whole output, and what the operator should know about its input.
+struct Rendered {
+    text: String,
+    warnings: Vec<String>,
+}
+
 /// The whole output, or every error; nothing is printed until all of it is ready.
 fn render(
     rule_file: &Path,
-    series_file: &Path,
+    input: SeriesInput<'_>,
     initial: Option<u32>,
     output: RulesOutput,
-) -> Result<String, Vec<String>> {
+) -> Result<Rendered, Vec<String>> {
+    let rule = load_one_rule(rule_file)?;
+
+    let fetched = match input {
+        SeriesInput::File(path) => Fetched {
+            series: read_series_file(path, &rule)?,
+            warnings: Vec::new(),
+        },
+        SeriesInput::Prometheus(args) => {
+            replay_from_prometheus(&rule, &args).map_err(|e| vec![e])?
+        }
+    };
+
+    let steps = simulate(&rule, &fetched.series, initial.unwrap_or(rule.min_replicas));
+
+    let text = match output {
+        RulesOutput::Csv => to_csv(&rule, &steps),
+        RulesOutput::Json => {
+            to_json(&steps).map_err(|e| vec![format!("cannot write JSON: {e}")])?
+        }
+    };
+    Ok(Rendered {
+        text,
+        warnings: fetched.warnings,
+    })
+}
+
+/// The single rule in `rule_file`, or its errors.
+fn load_one_rule(rule_file: &Path) -> Result<Rule, Vec<String>> {
     let to_strings = |errors: Vec<crate::config::ConfigError>| {
         errors.iter().map(ToString::to_string).collect::<Vec<_>>()
     };
@@ -276,7 +339,11 @@ fn render(
             rules.len()
         )]);
     }
-    let rule = rules.remove(0);
+    Ok(rules.remove(0))
+}
+
+/// Read and parse a series CSV for `rule`.
+fn read_series_file(series_file: &Path, rule: &Rule) -> Result<Series, Vec<String>> {
     let text = std::fs::read_to_string(series_file).map_err(|source| {
         vec![
             SeriesError::Read {
@@ -286,12 +353,254 @@ fn render(
             .to_string(),
         ]
     })?;
-    let series = parse_series(series_file, &text, &rule).map_err(|e| vec![e.to_string()])?;
-    let steps = simulate(&rule, &series, initial.unwrap_or(rule.min_replicas));
-    match output {
-        RulesOutput::Csv => Ok(to_csv(&rule, &steps)),
-        RulesOutput::Json => to_json(&steps).map_err(|e| vec![format!("cannot write JSON: {e}")]),
+    parse_series(series_file, &text, rule).map_err(|e| vec![e.to_string()])
+}
+
+/// Check the range flags against the clock once, then fetch the series on a runtime of its own.
+fn replay_from_prometheus(rule: &Rule, args: &RangeArgs<'_>) -> Result<Fetched, String> {
+    let window = window(args, rule, Utc::now())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(fetch_series(rule, args.url, &window))
+}
+
+/// The most samples one range query may return; Prometheus refuses more than 11,000 per series.
+const MAX_STEPS: i64 = 11_000;
+
+/// The time range of a Prometheus replay, in whole seconds (the source sends whole seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// The first sample's time; t=0 of the series.
+    pub from: DateTime<Utc>,
+    /// No sample is later than this.
+    pub to: DateTime<Utc>,
+    /// Time between samples; at least one second.
+    pub step: Duration,
+}
+
+/// The window `args` describe, with relative times counted back from `now`.
+fn window(args: &RangeArgs<'_>, rule: &Rule, now: DateTime<Utc>) -> Result<Window, String> {
+    use chrono::SubsecRound;
+
+    let from_text = args
+        .from
+        .ok_or("--prometheus needs --from: the start of the range to replay")?;
+    let from = parse_time(from_text, now).map_err(|why| format!("--from `{from_text}` {why}"))?;
+    let to = parse_time(args.to, now).map_err(|why| format!("--to `{}` {why}", args.to))?;
+    if from > to {
+        return Err(format!(
+            "--from {} is after --to {}: give a start before the end",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        ));
     }
+    let step = match args.step {
+        Some(text) => {
+            super::parse::parse_duration(text).map_err(|why| format!("--step `{text}` {why}"))?
+        }
+        None => rule.polling_interval,
+    };
+    if step.is_zero() {
+        return Err("--step must be longer than 0s".into());
+    }
+    let window = Window {
+        from: from.trunc_subsecs(0),
+        to: to.trunc_subsecs(0),
+        step,
+    };
+    if step_count(&window) > MAX_STEPS {
+        return Err(format!(
+            "--from {} to --to {} every {}s is more than {MAX_STEPS} samples, more than \
+             Prometheus returns: give a larger --step or a shorter range",
+            window.from.to_rfc3339(),
+            window.to.to_rfc3339(),
+            step.as_secs()
+        ));
+    }
+    Ok(window)
+}
+
+/// How many steps after `from` the window holds (so one sample more than this).
+fn step_count(window: &Window) -> i64 {
+    let step = i64::try_from(window.step.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    (window.to - window.from).num_milliseconds() / step
+}
+
+const TIME_FORMAT: &str = "is not a time: write RFC 3339 (2024-05-01T12:00:00Z), `now`, or a \
+                           time ago such as -30m, -1h, -2d";
+
+/// `now`, `-<N><s|m|h|d>` (that long before `now`) or an RFC 3339 time.
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, &'static str> {
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = text.strip_prefix('-') {
+        let seconds = parse_ago(ago).ok_or(TIME_FORMAT)?;
+        return now
+            .checked_sub_signed(TimeDelta::seconds(seconds))
+            .ok_or("is further back than the calendar goes");
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| TIME_FORMAT)
+}
+
+/// Seconds in `30m`, `1h`, `2d`: one whole number and one unit.
+fn parse_ago(text: &str) -> Option<i64> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(unit_at);
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    digits.parse::<i64>().ok()?.checked_mul(seconds_per_unit)
+}
+
+/// A series read from Prometheus, and the metrics whose readings all count as failed.
+#[derive(Debug)]
+pub struct Fetched {
+    /// One sample per step of the window, t in seconds from its start.
+    pub series: Series,
+    /// One line per metric that gave no usable sample at all, with the reason.
+    pub warnings: Vec<String>,
+}
+
+/// One range query per metric of `rule` over `window`, assembled into a [`Series`].
+///
+/// Metrics without a `serverAddress` are read from `default_server`; a metric's own address wins.
+/// A query that matches nothing, several series, NaN or an infinity makes every step a failed
+/// reading of that metric (the live loop would fail the same way); anything else (unreachable
+/// server, rejected query, a rule with a CPU metric) is an error.
+pub async fn fetch_series(
+    rule: &Rule,
+    default_server: &str,
+    window: &Window,
+) -> Result<Fetched, String> {
+    let queries = prometheus_queries(rule)?;
+    let default =
+        PrometheusSource::new(default_server).map_err(|e| format!("--prometheus: {e}"))?;
+
+    let mut ranges = Vec::with_capacity(queries.len());
+    let mut warnings = Vec::new();
+    for RangeQuery {
+        name,
+        server_address,
+        query,
+    } in queries
+    {
+        let own;
+        let source = match server_address {
+            Some(address) => {
+                own =
+                    PrometheusSource::new(address).map_err(|e| format!("metric `{name}`: {e}"))?;
+                &own
+            }
+            None => &default,
+        };
+        match source
+            .query_range(query, window.from, window.to, window.step)
+            .await
+        {
+            Ok(samples) => ranges.push(samples),
+            Err(err) if is_failed_reading(&err) => {
+                warnings.push(format!(
+                    "metric `{name}`: {err}; it counts as a failed reading at every step"
+                ));
+                ranges.push(Vec::new());
+            }
+            Err(err) => return Err(format!("metric `{name}`: {err}")),
+        }
+    }
+
+    Ok(Fetched {
+        series: series_from_ranges(window, &ranges),
+        warnings,
+    })
+}
+
+/// One metric's range query: which metric, on which server, asking what.
+struct RangeQuery<'a> {
+    name: &'a str,
+    server_address: Option<&'a str>,
+    query: &'a str,
+}
+
+/// The range query of each metric, or why the rule cannot be replayed.
+fn prometheus_queries(rule: &Rule) -> Result<Vec<RangeQuery<'_>>, String> {
+    rule.metrics
+        .iter()
+        .map(|metric| match &metric.source {
+            MetricSource::Prometheus {
+                server_address,
+                query,
+                ..
+            } => Ok(RangeQuery {
+                name: &metric.name,
+                server_address: server_address.as_deref(),
+                query,
+            }),
+            MetricSource::Cpu { .. } => Err(format!(
+                "metric `{}` of rule `{}` is CPU, which comes from Docker stats and not from \
+                 Prometheus, so --prometheus cannot replay it (record it and use --series)",
+                metric.name, rule.name
+            )),
+        })
+        .collect()
+}
+
+/// Whether `err` is a reading the live loop would also have failed at, rather than a problem
+/// with the server or the query that makes the replay meaningless.
+///
+/// LIMITATION: the source refuses a whole range when one sample is NaN or infinite, so such a
+/// metric fails at every step rather than only at the steps where the value was not a number.
+fn is_failed_reading(err: &MetricError) -> bool {
+    matches!(
+        err,
+        MetricError::EmptyResult { .. }
+            | MetricError::ManySeries { .. }
+            | MetricError::NotANumber { .. }
+            | MetricError::Infinite { .. }
+    )
+}
+
+/// One sample per step of `window`, each metric's value the one its range has at that time;
+/// a metric with no sample at a step is a failed reading there.
+pub fn series_from_ranges(window: &Window, ranges: &[Samples]) -> Series {
+    let by_time: Vec<HashMap<i64, f64>> = ranges
+        .iter()
+        .map(|samples| {
+            samples
+                .iter()
+                .map(|(time, value)| (time.timestamp_millis(), *value))
+                .collect()
+        })
+        .collect();
+    let step = i64::try_from(window.step.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let start = window.from.timestamp_millis();
+    let samples = (0..=step_count(window))
+        .map(|k| {
+            let offset = k * step;
+            Sample {
+                // Precision loss only past 2^53 ms; the window holds at most MAX_STEPS steps.
+                #[allow(clippy::cast_precision_loss)]
+                t: offset as f64 / 1000.0,
+                values: by_time
+                    .iter()
+                    .map(|values| values.get(&(start + offset)).copied())
+                    .collect(),
+            }
+        })
+        .collect();
+    Series { samples }
 }
 
 /// One header and one row per step: t, current, each metric's recommendation, desired, reason.
@@ -363,4 +672,139 @@ pub fn to_json(steps: &[Step]) -> Result<String, serde_json::Error> {
     let mut text = serde_json::to_string_pretty(&rows)?;
     text.push('\n');
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn rule() -> Rule {
+        let text = "name: web\ntarget: { platform: docker, host: local, workload: shop/web }\n\
+                    maxReplicas: 10\npollingInterval: 15s\nmetrics:\n  - name: rps\n    \
+                    prometheus: { query: q, type: AverageValue, target: 100 }\n";
+        super::super::parse_rules(Path::new("r.yaml"), text)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn args<'a>(from: &'a str, to: &'a str, step: Option<&'a str>) -> RangeArgs<'a> {
+        RangeArgs {
+            url: "http://127.0.0.1:9",
+            from: Some(from),
+            to,
+            step,
+        }
+    }
+
+    #[test]
+    fn times_are_now_a_time_ago_or_rfc_3339() {
+        let now = at("2024-05-01T12:00:00Z");
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("-90s", now), Ok(at("2024-05-01T11:58:30Z")));
+        assert_eq!(parse_time("-30m", now), Ok(at("2024-05-01T11:30:00Z")));
+        assert_eq!(parse_time("-1h", now), Ok(at("2024-05-01T11:00:00Z")));
+        assert_eq!(parse_time("-2d", now), Ok(at("2024-04-29T12:00:00Z")));
+        assert_eq!(
+            parse_time("2024-05-01T14:00:00+02:00", now),
+            Ok(at("2024-05-01T12:00:00Z"))
+        );
+        for bad in [
+            "",
+            "-",
+            "-1",
+            "-h",
+            "-1w",
+            "-1h30m",
+            "+1h",
+            "yesterday",
+            "2024-05-01",
+        ] {
+            assert_eq!(parse_time(bad, now), Err(TIME_FORMAT), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_step_defaults_to_the_polling_interval_and_times_drop_their_fractions() {
+        let now = at("2024-05-01T12:00:00.750Z");
+        let window = window(&args("-1m", "now", None), &rule(), now).unwrap();
+        assert_eq!(
+            window,
+            Window {
+                from: at("2024-05-01T11:59:00Z"),
+                to: at("2024-05-01T12:00:00Z"),
+                step: Duration::from_secs(15),
+            }
+        );
+    }
+
+    #[test]
+    fn a_start_after_the_end_is_refused_with_both_times() {
+        let now = at("2024-05-01T12:00:00Z");
+        let err = window(&args("now", "-1h", Some("1s")), &rule(), now).unwrap_err();
+        assert_eq!(
+            err,
+            "--from 2024-05-01T12:00:00+00:00 is after --to 2024-05-01T11:00:00+00:00: give a \
+             start before the end"
+        );
+    }
+
+    #[test]
+    fn a_zero_step_a_bad_step_and_too_many_steps_are_refused() {
+        let now = at("2024-05-01T12:00:00Z");
+        let refused =
+            |from, step| window(&args(from, "now", Some(step)), &rule(), now).unwrap_err();
+        assert_eq!(refused("-1h", "0s"), "--step must be longer than 0s");
+        assert!(refused("-1h", "1.5s").starts_with("--step `1.5s` is not a duration"));
+        assert!(refused("-1d", "1s").contains("more than 11000 samples"));
+        assert!(window(&args("-3h", "now", Some("1s")), &rule(), now).is_ok());
+    }
+
+    #[test]
+    fn a_step_with_no_sample_is_a_failed_reading_in_the_assembled_series() {
+        let from = at("2024-05-01T12:00:00Z");
+        let window = Window {
+            from,
+            to: from + TimeDelta::seconds(4),
+            step: Duration::from_secs(2),
+        };
+        let first = vec![(from, 1.0), (from + TimeDelta::seconds(4), 3.0)];
+        let second = vec![(from + TimeDelta::seconds(2), 7.0)];
+
+        let series = series_from_ranges(&window, &[first, second, Vec::new()]);
+
+        assert_eq!(
+            series.samples,
+            vec![
+                Sample {
+                    t: 0.0,
+                    values: vec![Some(1.0), None, None],
+                },
+                Sample {
+                    t: 2.0,
+                    values: vec![None, Some(7.0), None],
+                },
+                Sample {
+                    t: 4.0,
+                    values: vec![Some(3.0), None, None],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cpu_metric_cannot_be_replayed_from_prometheus() {
+        let mut rule = rule();
+        rule.metrics[0].source = MetricSource::Cpu { utilization: 70.0 };
+        let err = prometheus_queries(&rule).err().unwrap();
+        assert!(
+            err.starts_with("metric `rps` of rule `web` is CPU"),
+            "{err}"
+        );
+    }
 }
