@@ -452,7 +452,9 @@ async fn after_close(docker: &Docker, replica: &Followed, run: &mut Option<Strin
         }
     };
     let status = state.status.map(|s| s.to_string()).unwrap_or_default();
-    if status == "removing" {
+    // A container being removed, or dead (which only removal follows), never runs again: wait
+    // silently for its destroy event rather than announce a restart that cannot come.
+    if status == "removing" || status == "dead" || state.dead == Some(true) {
         return Next::Hold;
     }
     // The engine may report the next run before its `start` event reaches the worker.
