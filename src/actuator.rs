@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
@@ -188,6 +190,9 @@ pub struct Actuator {
     audit: Arc<AuditLog>,
     workers: HashMap<String, mpsc::Sender<Request>>,
     outcomes: mpsc::UnboundedSender<ActionOutcome>,
+    /// Actions started and not finished, by a number of their own.
+    in_flight: Arc<Mutex<Vec<(u64, ActionRequest)>>>,
+    next_action: Arc<AtomicU64>,
 }
 
 impl Actuator {
@@ -203,6 +208,8 @@ impl Actuator {
             audit: Arc::new(audit),
             workers,
             outcomes,
+            in_flight: Arc::new(Mutex::new(Vec::new())),
+            next_action: Arc::new(AtomicU64::new(1)),
         }
     }
 
@@ -229,10 +236,14 @@ impl Actuator {
         // A line before the action starts, so an action cut short (the console killed, the
         // host rebooted) still leaves a trace of what it set out to do.
         self.audit.record(&req, "started", "");
+        let number = self.next_action.fetch_add(1, Ordering::Relaxed);
+        lock(&self.in_flight).push((number, req.clone()));
         let audit = Arc::clone(&self.audit);
         let outcomes = self.outcomes.clone();
+        let in_flight = Arc::clone(&self.in_flight);
         tokio::spawn(async move {
             let result = run_on_worker(&worker, &req).await;
+            lock(&in_flight).retain(|(n, _)| *n != number);
             let (outcome, message) = match &result {
                 Ok(m) => ("ok", m.as_str()),
                 Err(m) => ("failed", m.as_str()),
@@ -247,6 +258,46 @@ impl Actuator {
         });
         Ok(())
     }
+}
+
+impl Actuator {
+    /// Descriptions of the actions started and not finished.
+    pub fn in_flight(&self) -> Vec<String> {
+        lock(&self.in_flight)
+            .iter()
+            .map(|(_, r)| r.describe())
+            .collect()
+    }
+
+    /// Wait at most `within` for the actions in flight to finish. Those still running then are
+    /// recorded as interrupted in the audit log and returned, so that leaving the console never
+    /// loses what an action set out to do.
+    pub async fn settle(&self, within: Duration) -> Vec<ActionRequest> {
+        let deadline = tokio::time::Instant::now() + within;
+        while !lock(&self.in_flight).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+        let left: Vec<ActionRequest> = lock(&self.in_flight).drain(..).map(|(_, r)| r).collect();
+        for req in &left {
+            tracing::warn!(action = %req.describe(), "action interrupted by shutdown");
+            self.audit
+                .record(req, "interrupted", "the console stopped before it finished");
+        }
+        left
+    }
+}
+
+/// How often [`Actuator::settle`] looks whether the actions in flight are done.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+
+/// The list of actions in flight; a panic while holding it cannot leave it half changed (each
+/// change is one push or retain), so a poisoned lock is taken as it is.
+fn lock(
+    in_flight: &Mutex<Vec<(u64, ActionRequest)>>,
+) -> std::sync::MutexGuard<'_, Vec<(u64, ActionRequest)>> {
+    in_flight
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn run_on_worker(
@@ -332,6 +383,39 @@ mod tests {
         assert_eq!(lines[0]["outcome"], "refused");
         assert_eq!(lines[0]["action"], "scale");
         assert_eq!(lines[0]["to"], 4);
+    }
+
+    #[tokio::test]
+    async fn an_action_still_running_at_shutdown_is_audited_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (act, mut rx) = actuator(false, dir.path());
+        act.submit(scale(1, 3, true)).unwrap();
+        // The worker takes the request and never answers, like one cut off mid-scale.
+        let held = rx.recv().await;
+        assert!(matches!(held, Some(Request::Scale { .. })));
+        assert_eq!(act.in_flight(), ["scale shop/web 1 → 3"]);
+        let left = act.settle(Duration::from_millis(200)).await;
+        assert_eq!(left.len(), 1);
+        let outcomes: Vec<String> = audit_lines(dir.path())
+            .iter()
+            .map(|l| l["outcome"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(outcomes, ["started", "interrupted"]);
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn settling_returns_at_once_when_every_action_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let (act, mut rx) = actuator(false, dir.path());
+        act.submit(scale(1, 3, true)).unwrap();
+        if let Some(Request::Scale { reply, .. }) = rx.recv().await {
+            reply.send(Ok("scaled".to_string())).unwrap();
+        }
+        let started = std::time::Instant::now();
+        assert!(act.settle(Duration::from_secs(30)).await.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(act.in_flight().is_empty());
     }
 
     #[tokio::test]

@@ -23,6 +23,8 @@ use pilothouse::{logging, platform};
 const UPDATE_QUEUE: usize = 1024;
 /// Capacity of each worker's request channel.
 const REQUEST_QUEUE: usize = 64;
+/// How long leaving the console waits for actions in flight (a scale, a restart) to finish.
+const ACTION_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -126,7 +128,34 @@ async fn console(
     let audit = AuditLog::new(paths.audit_log());
     let actuator = Actuator::new(read_only, audit, workers.clone(), outcomes_tx);
     let mut app = App::new(config, theme, keymap, store, actuator, workers);
-    tui::run(&mut app, &mut updates, &mut outcomes).await
+    let exit = tui::run(&mut app, &mut updates, &mut outcomes).await?;
+    settle_actions(&app.actuator).await;
+    Ok(exit)
+}
+
+/// Let actions in flight finish before the workers stop, for a bounded time; what is still
+/// running then is recorded as interrupted. The terminal is already given back, so this talks
+/// on stderr (which may be gone after a hangup: write errors are ignored).
+async fn settle_actions(actuator: &Actuator) {
+    use std::io::Write;
+    let pending = actuator.in_flight();
+    if pending.is_empty() {
+        return;
+    }
+    let mut stderr = std::io::stderr();
+    let _ = writeln!(
+        stderr,
+        "pilothouse: waiting up to {}s for: {}",
+        ACTION_GRACE.as_secs(),
+        pending.join("; ")
+    );
+    for req in actuator.settle(ACTION_GRACE).await {
+        let _ = writeln!(
+            stderr,
+            "pilothouse: {} did not finish; the audit log records it as interrupted",
+            req.describe()
+        );
+    }
 }
 
 fn install_hooks() -> Result<()> {

@@ -17,7 +17,7 @@ struct Console {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     writer: Box<dyn Write + Send>,
     output: Arc<Mutex<Vec<u8>>>,
-    _dirs: tempfile::TempDir,
+    dirs: tempfile::TempDir,
 }
 
 impl Console {
@@ -61,7 +61,7 @@ impl Console {
             child,
             writer,
             output,
-            _dirs: dirs,
+            dirs: dirs,
         }
     }
 
@@ -115,11 +115,12 @@ impl Console {
         None
     }
 
-    /// Type `keys` and expect the console to exit by itself, successfully, within 5 s.
+    /// Type `keys` and expect the console to exit by itself, successfully: at once, or after
+    /// the actions in flight finished (it waits at most 20 s for those).
     fn quit_with(&mut self, keys: &str) {
         self.keys(keys);
         let status = self
-            .wait_exit(5)
+            .wait_exit(25)
             .expect("the console exits after the quit key");
         assert!(status.success(), "exit status {status:?}");
     }
@@ -185,6 +186,50 @@ async fn the_console_shows_a_real_container_its_logs_safely_and_quits_on_q() {
         !console.screen().screen().alternate_screen(),
         "the terminal is restored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quitting_while_a_scale_runs_lets_it_finish_and_audits_its_outcome() {
+    let Some(docker) = support::docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = support::TestLabel::new();
+    let group = format!("settle-{}", label.short());
+    let config = support::busybox(
+        &label,
+        support::SLEEP_FOREVER,
+        &[
+            ("pilothouse.group", &group),
+            ("pilothouse.group.number", "1"),
+        ],
+    );
+    support::run_container(&docker, &format!("{group}-1"), config).await;
+
+    let mut console = Console::start(&[]);
+    console.wait_for(&group, 20);
+    console.keys("/");
+    console.keys(&group);
+    console.keys("\r");
+    // Scale 1 → 3 (no question asked for two more), then quit at once.
+    console.keys("s3\r");
+    console.wait_for("scale ", 10);
+    console.quit_with("q");
+
+    assert_eq!(
+        label.containers(&docker).await.len(),
+        3,
+        "the scale finished"
+    );
+    let audit = std::fs::read_to_string(console.dirs.path().join("state").join("audit.jsonl"))
+        .expect("the audit log exists");
+    let outcomes: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["action"] == "scale")
+        .map(|v| v["outcome"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(outcomes, ["started", "ok"], "{audit}");
 }
 
 /// Resident and peak memory of a process, in KiB, from /proc.
