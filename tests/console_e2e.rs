@@ -61,7 +61,7 @@ impl Console {
             child,
             writer,
             output,
-            dirs: dirs,
+            dirs,
         }
     }
 
