@@ -115,6 +115,14 @@ impl Console {
         None
     }
 
+    /// Wait for a workload to show, then filter the table down to it so it is selected.
+    fn select(&mut self, workload: &str) {
+        self.wait_for(workload, 20);
+        self.keys("/");
+        self.keys(workload);
+        self.keys("\r");
+    }
+
     /// Type `keys` and expect the console to exit by itself, successfully: at once, or after
     /// the actions in flight finished (it waits at most 20 s for those).
     fn quit_with(&mut self, keys: &str) {
@@ -149,10 +157,7 @@ async fn the_console_shows_a_real_container_its_logs_safely_and_quits_on_q() {
     support::run_container(&docker, &format!("{group}-1"), config).await;
 
     let mut console = Console::start(&[]);
-    console.wait_for(&group, 20);
-    console.keys("/");
-    console.keys(&group);
-    console.keys("\r");
+    console.select(&group);
     console.keys("l");
     let screen = console.wait_for("hello from the e2e test", 20);
     let screen_after = console.wait_for(" end", 10);
@@ -207,10 +212,7 @@ async fn quitting_while_a_scale_runs_lets_it_finish_and_audits_its_outcome() {
     support::run_container(&docker, &format!("{group}-1"), config).await;
 
     let mut console = Console::start(&[]);
-    console.wait_for(&group, 20);
-    console.keys("/");
-    console.keys(&group);
-    console.keys("\r");
+    console.select(&group);
     // Scale 1 → 3 (no question asked for two more), then quit at once.
     console.keys("s3\r");
     console.wait_for("scale ", 10);
@@ -278,10 +280,7 @@ async fn a_flooding_log_keeps_memory_bounded_and_keys_answered() {
 
     // The default caps: 10,000 lines or 8 MiB, whichever comes first.
     let mut console = Console::start(&[]);
-    console.wait_for(&group, 20);
-    console.keys("/");
-    console.keys(&group);
-    console.keys("\r");
+    console.select(&group);
     console.keys("l");
     console.wait_for("flood ", 20);
     std::thread::sleep(Duration::from_secs(3));
