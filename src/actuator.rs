@@ -155,10 +155,6 @@ impl AuditLog {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write audit log");
         }
     }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
 }
 
 /// The name of the process's user from its uid and `/etc/passwd`, or `uid N` when the uid has

@@ -4,7 +4,7 @@
 //! Not for talking to any platform, and not for rendering: workers feed it [`Update`]s, the UI
 //! and the autoscaler read it. It holds no locks; its owner applies updates in one place.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
@@ -134,10 +134,10 @@ impl Store {
                 let t = self.target_mut(target);
                 t.replicas = replicas.iter().map(|r| (r.id.clone(), r.clone())).collect();
                 t.services = services.iter().map(|s| (s.id.clone(), s.clone())).collect();
-                let live: Vec<String> = t.replicas.keys().cloned().collect();
-                let target = target.clone();
+                // Stats of replicas the snapshot no longer has go with them.
+                let live: HashSet<&str> = replicas.iter().map(|r| r.id.as_str()).collect();
                 self.stats
-                    .retain(|(t, id), _| *t != target || live.contains(id));
+                    .retain(|(t, id), _| t != target || live.contains(id.as_str()));
                 self.workloads_stale = true;
                 Change::Structure
             }
@@ -235,11 +235,6 @@ impl Store {
             self.workloads_stale = false;
         }
         &self.workloads
-    }
-
-    /// The workload with this id, if it still exists.
-    pub fn workload(&mut self, id: &WorkloadId) -> Option<&Workload> {
-        self.workloads().iter().find(|w| &w.id == id)
     }
 
     fn derive_workloads(&self) -> Vec<Workload> {

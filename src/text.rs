@@ -206,17 +206,6 @@ impl SafeLine {
         build_line(&self.text, &self.spans, base)
     }
 
-    /// Like [`SafeLine::to_line`], with `hl` patched over the byte ranges in `matches` (search
-    /// hits, as from `Regex::find_iter` on `text`); ranges not on char boundaries are ignored.
-    pub fn to_line_highlighted(
-        &self,
-        base: Style,
-        matches: &[Range<usize>],
-        hl: Style,
-    ) -> Line<'static> {
-        build_line(&self.text, &self.overlay_spans(matches, hl), base)
-    }
-
     /// A copy of the line with `hl` patched over `matches`; apply it before
     /// [`SafeLine::display_cut`] so the highlight follows a horizontal scroll.
     pub fn highlighted(&self, matches: &[Range<usize>], hl: Style) -> SafeLine {
@@ -1161,11 +1150,11 @@ mod tests {
     }
 
     #[test]
-    fn to_line_highlighted_overlays_matches_on_top_of_colours() {
+    fn highlighted_overlays_matches_on_top_of_colours() {
         let base = Style::new();
         let hl = Style::new().bg(Color::Yellow);
         let line = sanitize(b"xx \x1b[31merror\x1b[0m yy");
-        let out = line.to_line_highlighted(base, &[1..5, 100..200], hl);
+        let out = line.highlighted(&[1..5, 100..200], hl).to_line(base);
         let spans: Vec<(String, Style)> = out
             .spans
             .iter()

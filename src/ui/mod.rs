@@ -89,7 +89,9 @@ fn draw_workloads(f: &mut Frame, area: ratatui::layout::Rect, app: &mut App) {
             now: app.now,
         },
     );
-    let selected = app.selected_workload();
+    // The rows just drawn decide the selection; they are not computed a second time.
+    let index = app.table.selected_index(all, &rows);
+    let selected = rows.get(index).map(|&i| all[i].clone());
     let props = detail::DetailProps {
         workload: selected.as_ref(),
         selected: app.detail_selected,
