@@ -4,8 +4,10 @@
 //! actions flow back through the actuator to the platforms.
 
 pub mod actuator;
+pub mod autoscaler;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod fsutil;
 pub mod keymap;
 pub mod logbuf;

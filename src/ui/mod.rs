@@ -3,8 +3,10 @@
 //! Not for I/O beyond the terminal: everything else arrives through channels.
 
 pub mod app;
+pub mod autoscaler;
 pub mod command;
 pub mod detail;
+pub mod editor;
 pub mod footer;
 pub mod format;
 pub mod header;
