@@ -27,6 +27,10 @@ pub enum ActionKind {
     Restart { replica_id: String, replica: String },
     /// Set the workload's replica count; `from` is the count the operator saw.
     Scale { from: u64, to: u64 },
+    /// Stop the autoscaler from evaluating a rule; its workload is left as it is.
+    PauseRule { rule: String },
+    /// Let a paused rule run again.
+    ResumeRule { rule: String },
 }
 
 /// A scale-up that adds more replicas than this at once asks first: a slip of the finger
@@ -38,10 +42,12 @@ pub const LARGE_SCALE_UP: u64 = 10;
 pub struct ActionRequest {
     pub workload: WorkloadId,
     pub kind: ActionKind,
-    /// Who asks: `operator` for the console, later `autoscaler` or `cli`.
+    /// Who asks: `operator` for the console, `autoscaler` for a rule, later `cli`.
     pub origin: &'static str,
     /// Set once the operator answered yes to [`ActionRequest::confirmation`].
     pub confirmed: bool,
+    /// Why, for the audit log: the rule and the metric values behind an autoscaler's scale.
+    pub reason: Option<String>,
 }
 
 impl ActionRequest {
@@ -62,7 +68,8 @@ impl ActionRequest {
                 self.workload.name,
                 to - from
             )),
-            ActionKind::Scale { .. } => None,
+            ActionKind::Scale { .. } | ActionKind::PauseRule { .. } => None,
+            ActionKind::ResumeRule { .. } => None,
             ActionKind::Restart { replica, .. } => Some(format!("Restart {replica}?")),
         }
     }
@@ -74,6 +81,8 @@ impl ActionRequest {
             ActionKind::Scale { from, to } => {
                 format!("scale {} {from} → {to}", self.workload.name)
             }
+            ActionKind::PauseRule { rule } => format!("pause rule {rule}"),
+            ActionKind::ResumeRule { rule } => format!("resume rule {rule}"),
         }
     }
 }
@@ -109,6 +118,8 @@ struct AuditEntry<'a> {
     kind: &'a ActionKind,
     outcome: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 /// The audit log writer: JSON lines, one per action, appended.
@@ -143,6 +154,7 @@ impl AuditLog {
             kind: &req.kind,
             outcome,
             message,
+            reason: req.reason.as_deref(),
         };
         let line = match serde_json::to_string(&entry) {
             Ok(line) => line,
@@ -216,6 +228,37 @@ impl Actuator {
     /// Check and start an action. Refusals come back at once; the outcome of an action that
     /// started comes later on the outcomes channel. Must be called inside a tokio runtime.
     pub fn submit(&self, req: ActionRequest) -> Result<(), Refusal> {
+        self.start(req).map(drop)
+    }
+
+    /// Check and run an action to its end, for a caller that waits (the autoscaler): the
+    /// outcome is returned, and also sent on the outcomes channel like any other.
+    pub async fn run(&self, req: ActionRequest) -> Result<String, ActionError> {
+        let done = self.start(req).map_err(ActionError::Refused)?;
+        match done.await {
+            Ok(result) => result.map_err(ActionError::Failed),
+            Err(_) => Err(ActionError::Failed(
+                "the action's task ended without a result".to_string(),
+            )),
+        }
+    }
+
+    /// Pause or resume a rule: an action with no worker behind it, refused in read-only mode
+    /// and audited like the others. The caller tells the autoscaler once this says yes.
+    pub fn record_rule_action(&self, req: &ActionRequest) -> Result<(), Refusal> {
+        if self.read_only {
+            let refusal = Refusal::ReadOnly(req.describe());
+            self.audit.record(req, "refused", &refusal.to_string());
+            return Err(refusal);
+        }
+        self.audit.record(req, "ok", "");
+        Ok(())
+    }
+
+    fn start(
+        &self,
+        req: ActionRequest,
+    ) -> Result<oneshot::Receiver<Result<String, String>>, Refusal> {
         if self.read_only {
             let refusal = Refusal::ReadOnly(req.describe());
             self.audit.record(&req, "refused", &refusal.to_string());
@@ -237,6 +280,7 @@ impl Actuator {
         let audit = Arc::clone(&self.audit);
         let outcomes = self.outcomes.clone();
         let in_flight = Arc::clone(&self.in_flight);
+        let (done_tx, done_rx) = oneshot::channel();
         tokio::spawn(async move {
             let result = run_on_worker(&worker, &req).await;
             lock(&in_flight).retain(|(n, _)| *n != number);
@@ -246,14 +290,25 @@ impl Actuator {
             };
             tracing::info!(action = %req.describe(), outcome, message, "action finished");
             audit.record(&req, outcome, message);
-            // The receiver is gone only while the app shuts down; nothing is left to tell.
+            // Nobody waits on `done` for a submitted action, and the outcomes receiver is gone
+            // only while the app shuts down: in both cases nothing is left to tell.
+            let _ = done_tx.send(result.clone());
             let _ = outcomes.send(ActionOutcome {
                 request: req,
                 result,
             });
         });
-        Ok(())
+        Ok(done_rx)
     }
+}
+
+/// Why an action that was waited for did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Actuator {
@@ -311,6 +366,9 @@ async fn run_on_worker(
             replicas: *to,
             reply,
         },
+        ActionKind::PauseRule { .. } | ActionKind::ResumeRule { .. } => {
+            return Err(format!("{} is not an action for a worker", req.describe()));
+        }
     };
     let gone = || format!("the worker for {} has stopped", req.workload.target);
     worker.send(request).await.map_err(|_| gone())?;
@@ -332,6 +390,7 @@ mod tests {
             kind: ActionKind::Scale { from, to },
             origin: "operator",
             confirmed,
+            reason: None,
         }
     }
 

@@ -170,6 +170,23 @@ pub struct Config {
     pub logs: LogsConfig,
     /// Drawing settings.
     pub ui: UiConfig,
+    /// The autoscaler's defaults.
+    pub autoscaler: AutoscalerConfig,
+}
+
+/// The `[autoscaler]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoscalerConfig {
+    /// Run the rules while the console is open; `false` leaves scaling to a daemon.
+    pub enabled: bool,
+    /// The Prometheus server for rules without a `serverAddress`; no default, so a rule never
+    /// reads from a server nobody named.
+    #[serde(deserialize_with = "server_address")]
+    pub prometheus: Option<String>,
+    /// Where the console and the daemon take the lock that keeps two autoscalers off one Docker
+    /// host; both must use the same directory (default: `locks/` in the state directory).
+    pub lock_dir: Option<std::path::PathBuf>,
 }
 
 /// One `[[docker]]` entry: a named Docker host.
@@ -225,6 +242,17 @@ impl Default for Config {
             docker: Vec::new(),
             logs: LogsConfig::default(),
             ui: UiConfig::default(),
+            autoscaler: AutoscalerConfig::default(),
+        }
+    }
+}
+
+impl Default for AutoscalerConfig {
+    fn default() -> AutoscalerConfig {
+        AutoscalerConfig {
+            enabled: true,
+            prometheus: None,
+            lock_dir: None,
         }
     }
 }
@@ -401,6 +429,17 @@ fn target_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::
 
 /// The address schemes a Docker host may use.
 const DOCKER_SCHEMES: [&str; 3] = ["unix://", "tcp://", "http://"];
+
+fn server_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let address = String::deserialize(deserializer)?;
+    match url::Url::parse(&address) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(Some(address)),
+        _ => Err(D::Error::custom(format!(
+            "`autoscaler.prometheus` {address:?} must be an http:// or https:// URL, \
+             such as http://127.0.0.1:9090"
+        ))),
+    }
+}
 
 fn docker_host<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     let host = String::deserialize(deserializer)?;

@@ -423,6 +423,7 @@ impl App {
             },
             origin: "operator",
             confirmed: false,
+            reason: None,
         });
     }
 
@@ -444,6 +445,7 @@ impl App {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
                     self.submit(ActionRequest {
                         confirmed: true,
+                        reason: None,
                         ..request
                     });
                     return;
@@ -484,6 +486,7 @@ impl App {
                             kind: ActionKind::Scale { from, to },
                             origin: "operator",
                             confirmed: false,
+                            reason: None,
                         }),
                         Err(_) => self.error(format!(
                             "not a replica count: {input:?} (type a whole number, e.g. 3)"

@@ -1,0 +1,897 @@
+//! The live loop: a task per rule that, every pollingInterval, looks the workload up in the
+//! engine's own store, reads the rule's metrics, calls [`decide`] and scales through the
+//! actuator; and one engine task that owns the rules, takes commands (pause, resume, replace,
+//! reload, preview) and publishes a [`Status`] after every cycle.
+//!
+//! Not for reading the platforms: the store is fed by the workers (see [`super::observe`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::lock::HostLocks;
+use super::observe::Observed;
+use super::status::{Act, DecisionRecord, HISTORY, RuleState, RuleStatus, Status};
+use crate::actuator::{ActionKind, ActionRequest, Actuator};
+use crate::metrics::{MetricSource as _, PrometheusSource};
+use crate::model::{ConnState, WorkloadId};
+use crate::rules::{self, MetricSource, Reading, Recommendation, Rule, RuleTarget, ScaleEvent};
+use crate::rules::{Inputs, decide, retain_recent};
+
+/// A scale the host has not reported back yet is taken as done for this long, so that a cycle
+/// right after a scale does not see the old count and scale (and count a scale event) again.
+const SCALE_REPORT_GRACE: TimeDelta = TimeDelta::seconds(15);
+
+/// A rule and the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedRule {
+    pub file: PathBuf,
+    pub rule: Rule,
+}
+
+/// What the engine needs besides its rules.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where `Command::Reload` reads the rules from.
+    pub rules_dir: PathBuf,
+    /// The Prometheus server for metrics without a `serverAddress`.
+    pub default_prometheus: Option<String>,
+    /// The Docker targets the engine may scale: name → endpoint (the lock is per endpoint).
+    pub hosts: HashMap<String, String>,
+    /// The host locks, already pointing at the shared directory.
+    pub locks: HostLocks,
+    /// How long one Prometheus query may take.
+    pub query_timeout: Duration,
+}
+
+/// What a front end asks of the engine.
+#[derive(Debug)]
+pub enum Command {
+    /// Stop evaluating a rule (the action was already checked and audited by the actuator).
+    Pause(String),
+    /// Evaluate a paused rule again.
+    Resume(String),
+    /// The rules of `file` are now these (the editor saved it); others files' rules stay.
+    ReplaceFile { file: PathBuf, rules: Vec<Rule> },
+    /// Read the rules directory again; a file that does not load keeps its previous rules.
+    Reload,
+    /// What these rules would decide now, without acting: one record per rule.
+    Preview {
+        rules: Vec<Rule>,
+        reply: oneshot::Sender<Vec<DecisionRecord>>,
+    },
+}
+
+/// The running engine, as a front end holds it.
+#[derive(Debug)]
+pub struct EngineHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    /// The newest status; changes after every cycle and command.
+    pub status: watch::Receiver<Arc<Status>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl EngineHandle {
+    /// Hand a command to the engine; false when the engine has stopped.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// A sender of commands that outlives borrows of the handle (for signal handlers).
+    pub fn commands(&self) -> mpsc::UnboundedSender<Command> {
+        self.commands.clone()
+    }
+
+    /// Stop every rule: cycles in flight finish (for at most `grace`), then the engine ends.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "autoscaler cycles still running at shutdown; cut short"
+            );
+            task.abort();
+        }
+    }
+}
+
+/// Read every `*.yaml` and `*.yml` file in `dir` (a missing directory has no rules). Errors are
+/// `file:line:column: message` lines; a rule whose name an earlier file already used is an
+/// error too, and is left out.
+pub fn load_dir(dir: &Path) -> (Vec<LoadedRule>, Vec<String>) {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for file in rule_files(dir, &mut errors) {
+        match rules::load_rules(&file) {
+            Ok(rules) => add_unique(&mut loaded, &mut errors, &file, rules),
+            Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
+        }
+    }
+    (loaded, errors)
+}
+
+fn rule_files(dir: &Path, errors: &mut Vec<String>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            errors.push(format!(
+                "{}: cannot read the rules directory: {e}",
+                dir.display()
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| is_rule_file(p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Whether the loader reads `path`: `*.yaml` or `*.yml`, so drafts (`web.yaml.draft`) are not.
+pub fn is_rule_file(path: &Path) -> bool {
+    path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+}
+
+fn add_unique(
+    loaded: &mut Vec<LoadedRule>,
+    errors: &mut Vec<String>,
+    file: &Path,
+    rules: Vec<Rule>,
+) {
+    for rule in rules {
+        if let Some(earlier) = loaded.iter().find(|l| l.rule.name == rule.name) {
+            errors.push(format!(
+                "{}: rule {:?} is already defined in {}; this one is not loaded",
+                file.display(),
+                rule.name,
+                earlier.file.display()
+            ));
+            continue;
+        }
+        loaded.push(LoadedRule {
+            file: file.to_path_buf(),
+            rule,
+        });
+    }
+}
+
+/// Start the engine with `rules`; `load_errors` are shown until the next load.
+pub fn start(
+    settings: Settings,
+    rules: Vec<LoadedRule>,
+    load_errors: Vec<String>,
+    observed: Observed,
+    actuator: Actuator,
+) -> EngineHandle {
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let (status_tx, status) = watch::channel(Arc::new(Status::default()));
+    let (stop_tx, stop) = watch::channel(false);
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        observed,
+        actuator,
+        default_prometheus: settings.default_prometheus,
+        hosts: settings.hosts,
+        locks: Mutex::new(settings.locks),
+        sources: Mutex::new(HashMap::new()),
+        query_timeout: settings.query_timeout,
+    });
+    let mut engine = Engine {
+        shared,
+        rules_dir: settings.rules_dir,
+        running: Vec::new(),
+        load_errors,
+        reports_tx,
+        stop: stop.clone(),
+        status_tx,
+        generation: 0,
+    };
+    for loaded in rules {
+        engine.add(loaded, Memory::default());
+    }
+    engine.publish();
+    let task = tokio::spawn(engine.run(commands, reports, stop));
+    EngineHandle {
+        commands: commands_tx,
+        status,
+        stop: stop_tx,
+        task,
+    }
+}
+
+/// What every rule task reads from.
+struct Shared {
+    observed: Observed,
+    actuator: Actuator,
+    default_prometheus: Option<String>,
+    hosts: HashMap<String, String>,
+    locks: Mutex<HostLocks>,
+    /// One client per server address, made on first use.
+    sources: Mutex<HashMap<String, Arc<PrometheusSource>>>,
+    query_timeout: Duration,
+}
+
+/// What a rule remembers from cycle to cycle.
+#[derive(Debug, Clone, Default)]
+struct Memory {
+    recommendations: Vec<Recommendation>,
+    scale_events: Vec<ScaleEvent>,
+    failed_cycles: u32,
+    /// The count of the last scale and when it was done, until the host reports it.
+    last_scale: Option<(u32, DateTime<Utc>)>,
+}
+
+/// A rule the engine holds, and its task while it has one.
+struct Running {
+    file: PathBuf,
+    rule: Arc<Rule>,
+    memory: Arc<Mutex<Memory>>,
+    paused: Arc<AtomicBool>,
+    generation: u64,
+    task: Option<JoinHandle<()>>,
+    status: RuleStatus,
+}
+
+/// A rule task's account of one cycle.
+struct Report {
+    rule: String,
+    generation: u64,
+    record: DecisionRecord,
+    /// Who holds the host when this autoscaler does not.
+    standby: Option<String>,
+}
+
+struct Engine {
+    shared: Arc<Shared>,
+    rules_dir: PathBuf,
+    running: Vec<Running>,
+    load_errors: Vec<String>,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    stop: watch::Receiver<bool>,
+    status_tx: watch::Sender<Arc<Status>>,
+    generation: u64,
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                Some(report) = reports.recv() => self.on_report(report),
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Let each task end its cycle in flight; the handle's grace bounds the wait.
+    async fn finish(&mut self) {
+        for running in &mut self.running {
+            if let Some(task) = running.task.take() {
+                let _ = task.await;
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Pause(name) => self.set_paused(&name, true),
+            Command::Resume(name) => self.set_paused(&name, false),
+            Command::ReplaceFile { file, rules } => {
+                self.replace_file(&file, rules);
+                self.publish();
+            }
+            Command::Reload => self.reload(),
+            Command::Preview { rules, reply } => self.preview(rules, reply),
+        }
+    }
+
+    fn set_paused(&mut self, name: &str, paused: bool) {
+        let Some(running) = self.running.iter_mut().find(|r| r.rule.name == name) else {
+            return;
+        };
+        running.paused.store(paused, Ordering::Relaxed);
+        if matches!(running.status.state, RuleState::Unsupported(_)) {
+            return;
+        }
+        running.status.state = if paused {
+            RuleState::Paused
+        } else {
+            RuleState::Active
+        };
+        tracing::info!(rule = name, paused, "rule paused or resumed");
+        self.publish();
+    }
+
+    fn reload(&mut self) {
+        let (loaded, mut errors) = load_dir(&self.rules_dir);
+        let failed_files = failed_files(&errors);
+        let mut files: Vec<PathBuf> = self.running.iter().map(|r| r.file.clone()).collect();
+        files.extend(loaded.iter().map(|l| l.file.clone()));
+        files.sort();
+        files.dedup();
+        for file in files {
+            if failed_files.contains(&file) {
+                let kept = self.running.iter().filter(|r| r.file == file).count();
+                if kept > 0 {
+                    errors.push(format!(
+                        "{}: keeps its previous {kept} rule(s) until it loads",
+                        file.display()
+                    ));
+                }
+                continue;
+            }
+            let rules = loaded
+                .iter()
+                .filter(|l| l.file == file)
+                .map(|l| l.rule.clone())
+                .collect();
+            self.replace_file(&file, rules);
+        }
+        for error in &errors {
+            tracing::warn!(error = %error, "rule file not loaded");
+        }
+        tracing::info!(
+            rules = self.running.len(),
+            errors = errors.len(),
+            "rules reloaded"
+        );
+        self.load_errors = errors;
+        self.publish();
+    }
+
+    /// Make `rules` the rules of `file`: a rule that stays the same keeps running untouched, a
+    /// changed one restarts with its memory when it still scales the same workload.
+    fn replace_file(&mut self, file: &Path, rules: Vec<Rule>) {
+        let mut old: Vec<Running> = Vec::new();
+        let mut index = 0;
+        while index < self.running.len() {
+            if self.running[index].file == file {
+                old.push(self.running.remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        for rule in rules {
+            if let Some(other) = self.running.iter().find(|r| r.rule.name == rule.name) {
+                self.load_errors.push(format!(
+                    "{}: rule {:?} is already defined in {}; this one is not loaded",
+                    file.display(),
+                    rule.name,
+                    other.file.display()
+                ));
+                continue;
+            }
+            let previous = old
+                .iter()
+                .position(|r| r.rule.name == rule.name)
+                .map(|i| old.remove(i));
+            match previous {
+                Some(same) if *same.rule == rule => self.running.push(same),
+                Some(changed) => {
+                    stop_task(&changed);
+                    let memory = if changed.rule.target == rule.target {
+                        lock(&changed.memory).clone()
+                    } else {
+                        Memory::default()
+                    };
+                    let paused = changed.paused.load(Ordering::Relaxed);
+                    let history = changed.status.history.clone();
+                    let loaded = LoadedRule {
+                        file: file.to_path_buf(),
+                        rule,
+                    };
+                    self.add(loaded, memory);
+                    if let Some(new) = self.running.last_mut() {
+                        new.status.history = history;
+                        if paused {
+                            new.paused.store(true, Ordering::Relaxed);
+                            new.status.state = RuleState::Paused;
+                        }
+                    }
+                }
+                None => self.add(
+                    LoadedRule {
+                        file: file.to_path_buf(),
+                        rule,
+                    },
+                    Memory::default(),
+                ),
+            }
+        }
+        for gone in old {
+            tracing::info!(rule = %gone.rule.name, "rule removed");
+            stop_task(&gone);
+        }
+    }
+
+    fn add(&mut self, loaded: LoadedRule, memory: Memory) {
+        self.generation += 1;
+        let rule = Arc::new(loaded.rule);
+        let memory = Arc::new(Mutex::new(memory));
+        let paused = Arc::new(AtomicBool::new(false));
+        let unsupported = self.unsupported(&rule);
+        let task = match &unsupported {
+            Some(_) => None,
+            None => Some(tokio::spawn(rule_loop(
+                Arc::clone(&self.shared),
+                Arc::clone(&rule),
+                Arc::clone(&memory),
+                Arc::clone(&paused),
+                self.generation,
+                self.reports_tx.clone(),
+                self.stop.clone(),
+            ))),
+        };
+        let state = unsupported.map_or(RuleState::Active, RuleState::Unsupported);
+        let status = RuleStatus {
+            name: rule.name.clone(),
+            file: loaded.file.clone(),
+            rule: Arc::clone(&rule),
+            state,
+            current: None,
+            desired: None,
+            readings: vec![None; rule.metrics.len()],
+            history: Default::default(),
+            decisions_total: 0,
+            metric_errors_total: 0,
+            scales_total: 0,
+            scale_errors_total: 0,
+        };
+        tracing::info!(rule = %rule.name, target = %rule.target, "rule loaded");
+        self.running.push(Running {
+            file: loaded.file,
+            rule,
+            memory,
+            paused,
+            generation: self.generation,
+            task,
+            status,
+        });
+    }
+
+    fn unsupported(&self, rule: &Rule) -> Option<String> {
+        match &rule.target {
+            RuleTarget::Docker { host, .. } if self.shared.hosts.contains_key(host) => None,
+            RuleTarget::Docker { host, .. } => Some(format!(
+                "no Docker target named {host:?} here (add it to config.toml as [[docker]])"
+            )),
+            RuleTarget::Kubernetes { .. } => {
+                Some("Kubernetes targets are not supported yet".to_string())
+            }
+        }
+    }
+
+    fn on_report(&mut self, report: Report) {
+        let Some(running) = self
+            .running
+            .iter_mut()
+            .find(|r| r.rule.name == report.rule && r.generation == report.generation)
+        else {
+            return;
+        };
+        apply_report(&mut running.status, &running.paused, report);
+        self.publish();
+    }
+
+    fn preview(&self, rules: Vec<Rule>, reply: oneshot::Sender<Vec<DecisionRecord>>) {
+        let shared = Arc::clone(&self.shared);
+        let memories: Vec<Memory> = rules
+            .iter()
+            .map(|rule| {
+                self.running
+                    .iter()
+                    .find(|r| r.rule.name == rule.name && r.rule.target == rule.target)
+                    .map(|r| lock(&r.memory).clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        tokio::spawn(async move {
+            let mut records = Vec::new();
+            for (rule, memory) in rules.iter().zip(memories) {
+                let memory = Mutex::new(memory);
+                let (record, _) = cycle(&shared, rule, &memory, false).await;
+                records.push(record);
+            }
+            let _ = reply.send(records);
+        });
+    }
+
+    fn publish(&self) {
+        let status = Status {
+            rules: self.running.iter().map(|r| r.status.clone()).collect(),
+            load_errors: self.load_errors.clone(),
+        };
+        self.status_tx.send_replace(Arc::new(status));
+    }
+}
+
+/// The files named at the start of `errors` (`file:line:column: ...` or `file: ...`).
+fn failed_files(errors: &[String]) -> Vec<PathBuf> {
+    errors
+        .iter()
+        .filter_map(|e| {
+            let end = e
+                .find(".yaml:")
+                .map(|i| i + 5)
+                .or_else(|| e.find(".yml:").map(|i| i + 4));
+            end.map(|end| PathBuf::from(&e[..end]))
+        })
+        .collect()
+}
+
+fn stop_task(running: &Running) {
+    if let Some(task) = &running.task {
+        task.abort();
+    }
+}
+
+fn apply_report(status: &mut RuleStatus, paused: &AtomicBool, report: Report) {
+    let record = report.record;
+    status.decisions_total += 1;
+    let failed = record.readings.iter().filter(|r| r.is_err()).count();
+    status.metric_errors_total += failed as u64;
+    match &record.action {
+        Act::Scaled { .. } => status.scales_total += 1,
+        Act::Failed { .. } => {
+            status.scales_total += 1;
+            status.scale_errors_total += 1;
+        }
+        Act::Hold | Act::Standby { .. } => {}
+    }
+    status.current = record.current;
+    status.desired = record.desired;
+    if !record.readings.is_empty() {
+        status.readings = record.readings.iter().cloned().map(Some).collect();
+    }
+    status.state = match report.standby {
+        Some(holder) => RuleState::Standby { holder },
+        None if paused.load(Ordering::Relaxed) => RuleState::Paused,
+        None => RuleState::Active,
+    };
+    if status.history.len() >= HISTORY {
+        status.history.pop_front();
+    }
+    status.history.push_back(record);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each holder changes the value in one step, so a panic cannot leave it half changed.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn rule_loop(
+    shared: Arc<Shared>,
+    rule: Arc<Rule>,
+    memory: Arc<Mutex<Memory>>,
+    paused: Arc<AtomicBool>,
+    generation: u64,
+    reports: mpsc::UnboundedSender<Report>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(rule.polling_interval.max(Duration::from_secs(1)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+            _ = ticker.tick() => {}
+        }
+        if paused.load(Ordering::Relaxed) {
+            continue;
+        }
+        let (record, standby) = cycle(&shared, &rule, &memory, true).await;
+        log_record(&rule, &record);
+        let report = Report {
+            rule: rule.name.clone(),
+            generation,
+            record,
+            standby,
+        };
+        if reports.send(report).is_err() {
+            return;
+        }
+    }
+}
+
+fn log_record(rule: &Rule, record: &DecisionRecord) {
+    let readings: Vec<String> = rule
+        .metrics
+        .iter()
+        .zip(&record.readings)
+        .map(|(m, r)| match r {
+            Ok(v) => format!("{}={v}", m.name),
+            Err(e) => format!("{}=error({e})", m.name),
+        })
+        .collect();
+    tracing::info!(
+        rule = %rule.name,
+        current = ?record.current,
+        desired = ?record.desired,
+        readings = %readings.join(" "),
+        action = %record.action.describe(),
+        reason = %record.reason,
+        "decision"
+    );
+}
+
+/// The workload as one cycle sees it.
+struct Seen {
+    id: WorkloadId,
+    current: u32,
+    cpu: Result<f64, String>,
+}
+
+/// One cycle of `rule`: look, read, decide and (when `act`) scale. Returns the record and, when
+/// another autoscaler holds the host, who.
+async fn cycle(
+    shared: &Shared,
+    rule: &Rule,
+    memory: &Mutex<Memory>,
+    act: bool,
+) -> (DecisionRecord, Option<String>) {
+    let now = Utc::now();
+    let seen = match look(shared, rule) {
+        Ok(seen) => seen,
+        Err(reason) => return (no_workload(now, reason), None),
+    };
+    let readings = read_metrics(shared, rule, &seen).await;
+    let standby = if act {
+        take_lock(shared, rule).err()
+    } else {
+        None
+    };
+
+    let (current, decision) = {
+        let mut memory = lock(memory);
+        let current = expected_current(&mut memory, seen.current, now);
+        let memory = &mut *memory;
+        retain_recent(
+            rule,
+            now,
+            &mut memory.recommendations,
+            &mut memory.scale_events,
+        );
+        let decision = decide(
+            rule,
+            &Inputs {
+                current,
+                readings: &readings,
+                recommendations: &memory.recommendations,
+                scale_events: &memory.scale_events,
+                failed_cycles: memory.failed_cycles,
+                now,
+            },
+        );
+        if act {
+            memory.recommendations.extend(decision.record);
+            memory.failed_cycles = decision.failed_cycles;
+        }
+        (current, decision)
+    };
+
+    let action = if !act || decision.desired == current {
+        Act::Hold
+    } else if standby.is_some() {
+        Act::Standby {
+            from: current,
+            to: decision.desired,
+        }
+    } else {
+        scale(shared, rule, &seen.id, current, &decision, memory, now).await
+    };
+    let record = DecisionRecord {
+        at: now,
+        current: Some(current),
+        desired: Some(decision.desired),
+        readings,
+        recommendations: decision.recommendations,
+        reason: decision.reason,
+        basis: Some(decision.basis),
+        action,
+    };
+    (record, standby)
+}
+
+/// The count to decide from: what the host reports, unless a scale this rule just made has not
+/// been reported yet.
+fn expected_current(memory: &mut Memory, reported: u32, now: DateTime<Utc>) -> u32 {
+    match memory.last_scale {
+        Some((count, _)) if count == reported => {
+            memory.last_scale = None;
+            reported
+        }
+        Some((count, at)) if now - at < SCALE_REPORT_GRACE => count,
+        _ => {
+            memory.last_scale = None;
+            reported
+        }
+    }
+}
+
+fn no_workload(now: DateTime<Utc>, reason: String) -> DecisionRecord {
+    DecisionRecord {
+        at: now,
+        current: None,
+        desired: None,
+        readings: Vec::new(),
+        recommendations: Vec::new(),
+        reason,
+        basis: None,
+        action: Act::Hold,
+    }
+}
+
+/// Find the rule's workload in the store; the error says why there is nothing to decide on.
+fn look(shared: &Shared, rule: &Rule) -> Result<Seen, String> {
+    let RuleTarget::Docker { host, workload } = &rule.target else {
+        return Err("Kubernetes targets are not supported yet".to_string());
+    };
+    let mut store = lock(&shared.observed);
+    let target = store
+        .target(host)
+        .ok_or_else(|| format!("no Docker target named {host:?}"))?;
+    match &target.conn {
+        ConnState::Connected { .. } => {}
+        ConnState::Connecting => return Err(format!("waiting for {host} to connect")),
+        ConnState::Disconnected { error, .. } => {
+            return Err(format!("{host} is not reachable: {error}; holding"));
+        }
+    }
+    let found = store
+        .workloads()
+        .iter()
+        .find(|w| rule.target.matches(&w.id))
+        .cloned()
+        .ok_or_else(|| format!("no workload {workload} on {host}"))?;
+    let wants_cpu = rule
+        .metrics
+        .iter()
+        .any(|m| matches!(m.source, MetricSource::Cpu { .. }));
+    let cpu = if wants_cpu {
+        store.cpu_utilization(&found)
+    } else {
+        Err("not read".to_string())
+    };
+    Ok(Seen {
+        id: found.id.clone(),
+        current: u32::try_from(found.desired).unwrap_or(u32::MAX),
+        cpu,
+    })
+}
+
+/// Every metric's reading, in the rule's order; the Prometheus queries run at the same time.
+async fn read_metrics(shared: &Shared, rule: &Rule, seen: &Seen) -> Vec<Reading> {
+    let reads = rule.metrics.iter().map(|metric| async move {
+        match &metric.source {
+            MetricSource::Cpu { .. } => seen.cpu.clone(),
+            MetricSource::Prometheus {
+                server_address,
+                query,
+                ..
+            } => {
+                let address = server_address
+                    .as_deref()
+                    .or(shared.default_prometheus.as_deref())
+                    .ok_or_else(|| {
+                        format!(
+                            "no Prometheus server for metric {}: set serverAddress in the rule, \
+                             or [autoscaler] prometheus in config.toml (--prometheus for the \
+                             daemon)",
+                            metric.name
+                        )
+                    })?;
+                let source = source_for(shared, address).map_err(|e| e.to_string())?;
+                source.instant(query).await.map_err(|e| e.to_string())
+            }
+        }
+    });
+    futures::future::join_all(reads).await
+}
+
+fn source_for(
+    shared: &Shared,
+    address: &str,
+) -> Result<Arc<PrometheusSource>, crate::metrics::MetricError> {
+    let mut sources = lock(&shared.sources);
+    if let Some(source) = sources.get(address) {
+        return Ok(Arc::clone(source));
+    }
+    let source = Arc::new(PrometheusSource::with_timeout(
+        address,
+        shared.query_timeout,
+    )?);
+    sources.insert(address.to_string(), Arc::clone(&source));
+    Ok(source)
+}
+
+/// Take (or keep) the lock of the rule's host; the error says who holds it.
+fn take_lock(shared: &Shared, rule: &Rule) -> Result<(), String> {
+    let RuleTarget::Docker { host, .. } = &rule.target else {
+        return Ok(());
+    };
+    let Some(endpoint) = shared.hosts.get(host) else {
+        return Ok(());
+    };
+    lock(&shared.locks).acquire(endpoint)
+}
+
+async fn scale(
+    shared: &Shared,
+    rule: &Rule,
+    id: &WorkloadId,
+    current: u32,
+    decision: &rules::Decision,
+    memory: &Mutex<Memory>,
+    now: DateTime<Utc>,
+) -> Act {
+    let to = decision.desired;
+    let explanations: Vec<&str> = decision
+        .recommendations
+        .iter()
+        .map(|r| r.explanation.as_str())
+        .collect();
+    let request = ActionRequest {
+        workload: id.clone(),
+        kind: ActionKind::Scale {
+            from: u64::from(current),
+            to: u64::from(to),
+        },
+        origin: "autoscaler",
+        confirmed: true,
+        reason: Some(format!(
+            "rule {}: {} ({})",
+            rule.name,
+            decision.reason,
+            explanations.join("; ")
+        )),
+    };
+    match shared.actuator.run(request).await {
+        Ok(_) => {
+            let mut memory = lock(memory);
+            memory.scale_events.push(ScaleEvent {
+                at: now,
+                from: current,
+                to,
+            });
+            memory.last_scale = Some((to, Utc::now()));
+            Act::Scaled { from: current, to }
+        }
+        Err(error) => Act::Failed {
+            from: current,
+            to,
+            error: error.to_string(),
+        },
+    }
+}
