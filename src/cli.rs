@@ -35,6 +35,24 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub keymap: Option<String>,
 
+    /// Run the autoscaler without a terminal: JSON log lines on stdout, /metrics and /healthz
+    /// on --listen, SIGHUP reloads the rules, SIGTERM stops.
+    #[arg(long)]
+    pub daemon: bool,
+
+    /// The directory of rule files (default: rules/ in the config directory).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<std::path::PathBuf>,
+
+    /// The Prometheus server for rules without a serverAddress, instead of config.toml's.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+
+    /// With --daemon: serve /metrics and /healthz at this address (such as 127.0.0.1:9464;
+    /// port 0 picks a free one and logs it).
+    #[arg(long, value_name = "ADDR", requires = "daemon")]
+    pub listen: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

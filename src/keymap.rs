@@ -8,7 +8,7 @@
 //!
 //! # File format
 //! ```toml
-//! [global]                  # tables: global, workloads, detail, logs, help
+//! [global]                  # tables: global, workloads, detail, logs, help, autoscaler
 //! quit = ["q", "ctrl-c"]    # snake_case action = list of keys; it replaces that action's keys
 //! refresh = []              # an empty list unbinds the action in that mode
 //! ```
@@ -64,11 +64,14 @@ pub enum KeyAction {
     Refresh,
     Confirm,
     Deny,
+    Autoscaler,
+    EditRule,
+    PauseRule,
 }
 
 impl KeyAction {
     /// Every action, in the order the help lists them; a new variant must be added here too.
-    pub const ALL: [KeyAction; 30] = [
+    pub const ALL: [KeyAction; 33] = [
         KeyAction::Quit,
         KeyAction::Back,
         KeyAction::Up,
@@ -99,6 +102,9 @@ impl KeyAction {
         KeyAction::Refresh,
         KeyAction::Confirm,
         KeyAction::Deny,
+        KeyAction::Autoscaler,
+        KeyAction::EditRule,
+        KeyAction::PauseRule,
     ];
 
     /// The snake_case name used in keymap files.
@@ -134,6 +140,9 @@ impl KeyAction {
             KeyAction::Refresh => "refresh",
             KeyAction::Confirm => "confirm",
             KeyAction::Deny => "deny",
+            KeyAction::Autoscaler => "autoscaler",
+            KeyAction::EditRule => "edit_rule",
+            KeyAction::PauseRule => "pause_rule",
         }
     }
 
@@ -170,6 +179,9 @@ impl KeyAction {
             KeyAction::Refresh => "refresh now",
             KeyAction::Confirm => "confirm",
             KeyAction::Deny => "cancel",
+            KeyAction::Autoscaler => "autoscaler view: rules, decisions",
+            KeyAction::EditRule => "edit the rule (a new one for a workload without)",
+            KeyAction::PauseRule => "pause / resume the rule",
         }
     }
 
@@ -194,16 +206,19 @@ pub enum Mode {
     Logs,
     /// The `?` help is open.
     Help,
+    /// The autoscaler view (rules and their decisions) is open.
+    Autoscaler,
 }
 
 impl Mode {
     /// Every mode, in the order of the keymap file.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Global,
         Mode::Workloads,
         Mode::Detail,
         Mode::Logs,
         Mode::Help,
+        Mode::Autoscaler,
     ];
 
     /// The table name used in keymap files.
@@ -214,6 +229,7 @@ impl Mode {
             Mode::Detail => "detail",
             Mode::Logs => "logs",
             Mode::Help => "help",
+            Mode::Autoscaler => "autoscaler",
         }
     }
 
@@ -406,6 +422,7 @@ impl Keymap {
                 (A::Command, &[key(':')]),
                 (A::Help, &[key('?')]),
                 (A::Refresh, &[ctrl('r')]),
+                (A::Autoscaler, &[key('a')]),
             ],
         );
         keymap.bind_all(
@@ -417,6 +434,8 @@ impl Keymap {
                 (A::SortNext, &[key('>')]),
                 (A::SortReverse, &[key('<')]),
                 (A::Reveal, &[key('x')]),
+                (A::EditRule, &[key('e')]),
+                (A::PauseRule, &[key('P')]),
             ],
         );
         keymap.bind_all(
@@ -442,6 +461,14 @@ impl Keymap {
             ],
         );
         keymap.bind_all(Mode::Help, &[(A::Back, &[key('?')])]);
+        keymap.bind_all(
+            Mode::Autoscaler,
+            &[
+                (A::EditRule, &[key('e'), named(KeyCode::Enter)]),
+                (A::PauseRule, &[key('P')]),
+                (A::Autoscaler, &[key('a')]),
+            ],
+        );
         keymap
     }
 

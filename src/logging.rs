@@ -1,5 +1,5 @@
 //! The app's own log: tracing to a file in the data directory, never to the terminal the
-//! console owns.
+//! console owns; for the daemon, JSON lines on stdout.
 //!
 //! Not for the audit log, which records actions in the state directory.
 
@@ -28,4 +28,17 @@ pub fn init(file: &Path) -> std::io::Result<WorkerGuard> {
         .with_ansi(false)
         .init();
     Ok(guard)
+}
+
+/// Log JSON lines to stdout, one object per event, for the daemon under systemd or a container
+/// runtime; the same filter variable applies.
+pub fn init_json_stdout() {
+    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .init();
 }

@@ -1,28 +1,29 @@
 //! The `pilothouse` binary: parses the command line and starts the console.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use tokio::sync::mpsc;
 
 use pilothouse::actuator::{Actuator, AuditLog};
+use pilothouse::autoscaler::{self, observe, setup};
 use pilothouse::cli::{self, Cli, Command};
-use pilothouse::config::{Config, DockerTarget};
+use pilothouse::config::Config;
+use pilothouse::daemon::service;
 use pilothouse::keymap::Keymap;
+use pilothouse::logging;
 use pilothouse::model::PlatformKind;
 use pilothouse::paths::Paths;
 use pilothouse::store::Store;
 use pilothouse::theme::{self, Theme};
+use pilothouse::ui::rules_ctl::Link;
 use pilothouse::ui::{app::App, tui};
-use pilothouse::{logging, platform};
 
-/// Capacity of the channel from workers to the console; a full channel slows the workers.
-const UPDATE_QUEUE: usize = 1024;
-/// Capacity of each worker's request channel.
-const REQUEST_QUEUE: usize = 64;
+/// How long leaving the console waits for the autoscaler's cycles in flight.
+const ENGINE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long leaving the console waits for actions in flight (a scale, a restart) to finish.
 const ACTION_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -61,6 +62,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(&paths)?;
+    if cli.daemon {
+        return daemon(cli, config, paths);
+    }
     let theme_name = cli.theme.clone().unwrap_or_else(|| config.theme.clone());
     let theme = Theme::resolve(&theme_name, &paths, theme::no_color_requested())?;
     let keymap_name = cli.keymap.clone().unwrap_or_else(|| config.keymap.clone());
@@ -92,7 +96,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Start one worker per target, then run the console until it ends.
+/// Run the autoscaler headless until SIGTERM; logs go to stdout as JSON lines.
+fn daemon(cli: Cli, config: Config, paths: Paths) -> Result<ExitCode> {
+    logging::init_json_stdout();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "daemon starting");
+    let options = service::Options {
+        rules_dir: cli.rules,
+        docker_host: cli.docker_host,
+        prometheus: cli.prometheus,
+        listen: cli.listen,
+        read_only: cli.read_only,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")?;
+    let result = runtime.block_on(service::run(options, config, paths));
+    // Scales cut short by the stop are audited already; their tasks are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Start one worker per target and the autoscaler, then run the console until it ends.
 async fn console(
     cli: Cli,
     config: Config,
@@ -100,35 +126,60 @@ async fn console(
     keymap: Keymap,
     paths: Paths,
 ) -> Result<tui::Exit> {
-    let targets = match &cli.docker_host {
-        Some(host) => vec![DockerTarget {
-            name: "local".to_string(),
-            host: Some(host.clone()),
-        }],
-        None => config.docker_targets(),
-    };
-    let (updates_tx, mut updates) = mpsc::channel(UPDATE_QUEUE);
+    // Workers, and the one task that hands their updates to the engine's store and the console.
+    let targets = setup::docker_targets(cli.docker_host.as_deref(), &config);
+    let platforms = setup::start_docker(targets);
     let mut store = Store::new(config.ui.stats_history);
-    let mut workers = HashMap::new();
-    for target in targets {
-        store.add_target(&target.name, PlatformKind::Docker);
-        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-        tokio::spawn(platform::docker::run(
-            target.name.clone(),
-            target.host.clone(),
-            updates_tx.clone(),
-            rx,
-        ));
-        workers.insert(target.name, tx);
+    for name in &platforms.names {
+        store.add_target(name, PlatformKind::Docker);
     }
-    drop(updates_tx);
+    let observed = setup::observed_store(&platforms.names, config.ui.stats_history);
+    let (console_tx, updates) = mpsc::channel(setup::UPDATE_QUEUE);
+    tokio::spawn(observe::fan_out(
+        platforms.updates,
+        Arc::clone(&observed),
+        Some(console_tx),
+    ));
 
-    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+    // The actuator, shared by the operator and the autoscaler.
+    let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
     let read_only = cli.read_only || config.read_only;
     let audit = AuditLog::new(paths.audit_log());
-    let actuator = Actuator::new(read_only, audit, workers.clone(), outcomes_tx);
-    let mut app = App::new(config, theme, keymap, store, actuator, workers);
-    let exit = tui::run(&mut app, &mut updates, &mut outcomes).await?;
+    let actuator = Actuator::new(read_only, audit, platforms.workers.clone(), outcomes_tx);
+
+    // The autoscaler, unless config.toml leaves scaling to a daemon.
+    let rules_dir = cli.rules.clone().unwrap_or_else(|| paths.rules_dir());
+    let engine = config.autoscaler.enabled.then(|| {
+        let (rules, errors) = autoscaler::load_dir(&rules_dir);
+        let settings = setup::settings(
+            &config,
+            &paths,
+            rules_dir.clone(),
+            cli.prometheus.clone(),
+            platforms.endpoints.clone(),
+            "console",
+        );
+        autoscaler::start(settings, rules, errors, observed, actuator.clone())
+    });
+    let (previews_tx, previews) = mpsc::unbounded_channel();
+    let link = engine.as_ref().map(|engine| Link {
+        commands: engine.commands(),
+        previews: previews_tx,
+    });
+
+    // The console.
+    let mut feeds = tui::Feeds {
+        updates,
+        outcomes,
+        rules: engine.as_ref().map(|engine| engine.status.clone()),
+        previews,
+    };
+    let mut app = App::new(config, theme, keymap, store, actuator, platforms.workers);
+    app.attach_autoscaler(rules_dir, link);
+    let exit = tui::run(&mut app, &mut feeds).await?;
+    if let Some(engine) = engine {
+        engine.stop(ENGINE_GRACE).await;
+    }
     settle_actions(&app.actuator).await;
     Ok(exit)
 }

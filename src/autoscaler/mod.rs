@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod lock;
 pub mod observe;
+pub mod setup;
 pub mod status;
 
 pub use engine::{Command, EngineHandle, LoadedRule, Settings, load_dir, start};

@@ -3,3 +3,4 @@
 
 pub mod exposition;
 pub mod http;
+pub mod service;

@@ -6,6 +6,8 @@
 //! channels that never block.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -14,6 +16,7 @@ use regex::Regex;
 use tokio::sync::mpsc;
 
 use crate::actuator::{ActionKind, ActionOutcome, ActionRequest, Actuator, Refusal};
+use crate::autoscaler::Status as RulesStatus;
 use crate::config::Config;
 use crate::keymap::{KeyAction, Keymap, Mode};
 use crate::logbuf::LogBuffer;
@@ -23,6 +26,8 @@ use crate::store::{Change, Store, Workload};
 use crate::theme::Theme;
 
 use super::command::{self, CommandLine};
+use super::editor::Editor;
+use super::rules_ctl::AutoscalerLink;
 use super::workloads::WorkloadTable;
 
 /// Which screen fills the body.
@@ -30,6 +35,10 @@ use super::workloads::WorkloadTable;
 pub enum View {
     Workloads,
     Logs,
+    /// The rules and their decisions.
+    Autoscaler,
+    /// The rule editor.
+    Editor,
 }
 
 /// Which pane of the workloads view has the keys.
@@ -158,6 +167,16 @@ pub struct App {
     pub target_filter: Option<String>,
     next_stream: u64,
     pub quit: bool,
+    /// The autoscaler's latest status (empty when it is off).
+    pub rules: Arc<RulesStatus>,
+    /// The selected row of the autoscaler view.
+    pub rules_selected: usize,
+    /// The rule being edited.
+    pub editor: Option<Editor>,
+    /// The view the autoscaler view or the editor returns to.
+    pub(crate) return_to: View,
+    /// Where rule files live, and the running autoscaler, if any.
+    pub(crate) autoscaler: AutoscalerLink,
 }
 
 impl App {
@@ -192,7 +211,21 @@ impl App {
             target_filter: None,
             next_stream: 1,
             quit: false,
+            rules: Arc::new(RulesStatus::default()),
+            rules_selected: 0,
+            editor: None,
+            return_to: View::Workloads,
+            autoscaler: AutoscalerLink::default(),
         }
+    }
+
+    /// Where rule files are edited, and the autoscaler that runs them (`None`: it is off).
+    pub fn attach_autoscaler(&mut self, rules_dir: PathBuf, link: Option<super::rules_ctl::Link>) {
+        self.autoscaler = AutoscalerLink {
+            rules_dir: Some(rules_dir),
+            link,
+            preview_number: 0,
+        };
     }
 
     /// The keymap mode that applies now.
@@ -207,6 +240,7 @@ impl App {
     pub fn base_mode(&self) -> Mode {
         match (self.view, self.pane) {
             (View::Logs, _) => Mode::Logs,
+            (View::Autoscaler | View::Editor, _) => Mode::Autoscaler,
             (View::Workloads, Pane::Workloads) => Mode::Workloads,
             (View::Workloads, Pane::Detail) => Mode::Detail,
         }
@@ -263,6 +297,10 @@ impl App {
             self.on_prompt_key(key);
             return true;
         }
+        if self.view == View::Editor {
+            self.on_editor_key(key);
+            return true;
+        }
         self.status = None;
         let Some(action) = self.keymap.action(self.mode(), &key) else {
             return false;
@@ -292,15 +330,20 @@ impl App {
             }
             KeyAction::Command => self.prompt = Prompt::Command(CommandLine::default()),
             KeyAction::Quit | KeyAction::Back => self.back(action == KeyAction::Quit),
+            KeyAction::Autoscaler => self.toggle_autoscaler(),
             _ => match self.view {
                 View::Workloads => self.on_workloads_action(action),
                 View::Logs => self.on_logs_action(action),
+                View::Autoscaler => self.on_autoscaler_action(action),
+                View::Editor => {}
             },
         }
     }
 
     fn back(&mut self, quit_key: bool) {
-        if self.view == View::Logs {
+        if self.view == View::Autoscaler {
+            self.view = self.return_to;
+        } else if self.view == View::Logs {
             self.close_logs();
         } else if self.pane == Pane::Detail {
             self.pane = Pane::Workloads;
@@ -332,6 +375,8 @@ impl App {
             KeyAction::Scale => self.begin_scale(),
             KeyAction::Restart => self.begin_restart(),
             KeyAction::Refresh => self.refresh_selected(),
+            KeyAction::EditRule => self.edit_rule_of_selection(),
+            KeyAction::PauseRule => self.pause_rule_of_selection(),
             KeyAction::Up
             | KeyAction::Down
             | KeyAction::PageUp
@@ -610,18 +655,23 @@ impl App {
             Ok(command::Command::Help) => self.help = true,
             Ok(command::Command::Quit) => self.quit = true,
             Ok(command::Command::Logs) => self.open_logs(false),
+            Ok(command::Command::Rules) => {
+                if self.view != View::Autoscaler {
+                    self.toggle_autoscaler();
+                }
+            }
             Err(e) => self.error(e),
         }
     }
 
-    fn info(&mut self, text: String) {
+    pub(crate) fn info(&mut self, text: String) {
         self.status = Some(Status {
             level: Level::Info,
             text,
         });
     }
 
-    fn error(&mut self, text: String) {
+    pub(crate) fn error(&mut self, text: String) {
         self.status = Some(Status {
             level: Level::Error,
             text,
@@ -697,7 +747,7 @@ impl App {
         self.view = View::Logs;
     }
 
-    fn close_logs(&mut self) {
+    pub(crate) fn close_logs(&mut self) {
         if let Some(view) = self.logs.take() {
             self.send(
                 &view.target,

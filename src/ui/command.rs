@@ -6,6 +6,7 @@
 pub const VERBS: &[(&str, &str)] = &[
     ("workloads", "the workloads table"),
     ("logs", "logs of the selected workload"),
+    ("rules", "the autoscaler view: rules and their decisions"),
     ("host", "show one target: :host NAME, or :host to show all"),
     ("help", "the key help"),
     ("quit", "leave the console"),
@@ -16,6 +17,8 @@ pub const VERBS: &[(&str, &str)] = &[
 pub enum Command {
     Workloads,
     Logs,
+    /// The autoscaler view.
+    Rules,
     /// Show only this target, or all when `None`.
     Host(Option<String>),
     Help,
@@ -88,6 +91,7 @@ pub fn parse(input: &str, targets: &[String]) -> Result<Command, String> {
     let command = match (verb, arg) {
         ("workloads" | "wl" | "w", None) => Command::Workloads,
         ("logs" | "log", None) => Command::Logs,
+        ("rules" | "rule" | "autoscaler", None) => Command::Rules,
         ("help" | "h", None) => Command::Help,
         ("quit" | "q" | "q!", None) => Command::Quit,
         ("host" | "ctx" | "target", None) => Command::Host(None),

@@ -62,6 +62,7 @@ fn mode_title(mode: Mode) -> &'static str {
         Mode::Detail => "detail pane",
         Mode::Logs => "logs view",
         Mode::Help => "help",
+        Mode::Autoscaler => "autoscaler view",
     }
 }
 

@@ -12,6 +12,7 @@ pub mod format;
 pub mod header;
 pub mod help;
 pub mod logs;
+pub mod rules_ctl;
 pub mod tui;
 pub mod workloads;
 
@@ -49,6 +50,14 @@ pub fn draw(f: &mut Frame, app: &mut App) {
             let max = app.config.logs.max_line_display;
             if let Some(view) = app.logs.as_mut() {
                 logs::render(f, body, view, &app.theme, max);
+            }
+        }
+        View::Autoscaler => {
+            autoscaler::render(f, body, &app.rules, app.rules_selected, &app.theme, app.now);
+        }
+        View::Editor => {
+            if let Some(editor) = app.editor.as_mut() {
+                editor.render(f, body, &app.theme);
             }
         }
     }
@@ -89,6 +98,7 @@ fn draw_workloads(f: &mut Frame, area: ratatui::layout::Rect, app: &mut App) {
         workloads::Focus {
             focused: app.pane == Pane::Workloads,
             now: app.now,
+            rules: &app.rules,
         },
     );
     // The rows just drawn decide the selection; they are not computed a second time.

@@ -5,6 +5,7 @@
 //! Not for state changes: those are the app's; this only routes events to it.
 
 use std::io::{self, Stdout};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,10 +17,11 @@ use crossterm::terminal::{
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::actuator::ActionOutcome;
+use crate::autoscaler::{DecisionRecord, Status};
 use crate::platform::Update;
 use crate::store::Change;
 
@@ -61,25 +63,47 @@ pub enum Exit {
     TerminalClosed,
 }
 
+/// Everything besides the terminal that the console listens to.
+pub struct Feeds {
+    /// Worker updates.
+    pub updates: mpsc::Receiver<Update>,
+    /// Outcomes of actions that ran.
+    pub outcomes: mpsc::UnboundedReceiver<ActionOutcome>,
+    /// The autoscaler's status; `None` when the autoscaler is off.
+    pub rules: Option<watch::Receiver<Arc<Status>>>,
+    /// Previews the rule editor asked for, by request number.
+    pub previews: mpsc::UnboundedReceiver<(u64, Vec<DecisionRecord>)>,
+}
+
 /// Run the console until the operator quits or a signal ends it. The terminal is restored on
 /// every path out.
-pub async fn run(
-    app: &mut App,
-    updates: &mut mpsc::Receiver<Update>,
-    outcomes: &mut mpsc::UnboundedReceiver<ActionOutcome>,
-) -> color_eyre::Result<Exit> {
+pub async fn run(app: &mut App, feeds: &mut Feeds) -> color_eyre::Result<Exit> {
     let mut terminal = enter()?;
-    let result = event_loop(&mut terminal, app, updates, outcomes).await;
+    let result = event_loop(&mut terminal, app, feeds).await;
     restore();
     Ok(result?)
 }
 
-async fn event_loop(
-    terminal: &mut Term,
-    app: &mut App,
-    updates: &mut mpsc::Receiver<Update>,
-    outcomes: &mut mpsc::UnboundedReceiver<ActionOutcome>,
-) -> io::Result<Exit> {
+/// The autoscaler's next status; never resolves while there is no autoscaler.
+async fn next_status(rules: &mut Option<watch::Receiver<Arc<Status>>>) -> Arc<Status> {
+    loop {
+        let Some(rx) = rules.as_mut() else {
+            return std::future::pending().await;
+        };
+        if rx.changed().await.is_ok() {
+            return Arc::clone(&rx.borrow_and_update());
+        }
+        *rules = None;
+    }
+}
+
+async fn event_loop(terminal: &mut Term, app: &mut App, feeds: &mut Feeds) -> io::Result<Exit> {
+    let Feeds {
+        updates,
+        outcomes,
+        rules,
+        previews,
+    } = feeds;
     let frame = Duration::from_millis(1000 / u64::from(app.config.ui.frame_rate.max(1)));
     let mut events = EventStream::new();
     let mut signals = Signals::new()?;
@@ -116,6 +140,11 @@ async fn event_loop(
             }
             Some(outcome) = outcomes.recv() => {
                 app.on_outcome(outcome);
+                pending = Change::Structure;
+            }
+            status = next_status(rules) => pending = pending.max(app.on_rules(status)),
+            Some((number, records)) = previews.recv() => {
+                app.on_preview(number, &records);
                 pending = Change::Structure;
             }
             _ = tick.tick() => pending = Change::Structure,

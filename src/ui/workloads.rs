@@ -4,6 +4,7 @@
 //! Not for fetching anything: it reads the workloads the store derived.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
@@ -12,6 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use regex::Regex;
 
+use crate::autoscaler::RuleStatus;
 use crate::model::{Health, WorkloadId};
 use crate::store::Workload;
 use crate::text;
@@ -30,13 +32,14 @@ pub enum Column {
     Image,
     Cpu,
     Mem,
+    Rule,
     Restarts,
     Age,
     Ports,
 }
 
 impl Column {
-    pub const ALL: [Column; 11] = [
+    pub const ALL: [Column; 12] = [
         Column::Target,
         Column::Workload,
         Column::Kind,
@@ -45,6 +48,7 @@ impl Column {
         Column::Image,
         Column::Cpu,
         Column::Mem,
+        Column::Rule,
         Column::Restarts,
         Column::Age,
         Column::Ports,
@@ -60,6 +64,7 @@ impl Column {
             Column::Image => "IMAGE",
             Column::Cpu => "CPU",
             Column::Mem => "MEM",
+            Column::Rule => "RULE",
             Column::Restarts => "RESTARTS",
             Column::Age => "AGE",
             Column::Ports => "PORTS",
@@ -77,6 +82,7 @@ impl Column {
             Column::Image => (14, 5),
             Column::Cpu => (7, 7),
             Column::Mem => (7, 7),
+            Column::Rule => (9, 4),
             Column::Restarts => (8, 1),
             Column::Age => (5, 3),
             Column::Ports => (12, 0),
@@ -111,6 +117,8 @@ pub struct WorkloadTable {
     pub height: usize,
     rows: Vec<usize>,
     stale: bool,
+    /// The rule that manages each workload, for sorting by the RULE column.
+    rule_names: HashMap<WorkloadId, String>,
 }
 
 impl Default for WorkloadTable {
@@ -125,11 +133,18 @@ impl Default for WorkloadTable {
             height: 10,
             rows: Vec::new(),
             stale: true,
+            rule_names: HashMap::new(),
         }
     }
 }
 
 impl WorkloadTable {
+    /// Which rule manages each workload (from the autoscaler's status), for the RULE sort.
+    pub fn set_rule_names(&mut self, names: HashMap<WorkloadId, String>) {
+        self.rule_names = names;
+        self.stale = true;
+    }
+
     /// The data changed: rows are re-filtered and re-sorted at the next read.
     pub fn mark_stale(&mut self) {
         self.stale = true;
@@ -188,8 +203,16 @@ impl WorkloadTable {
             })
             .collect();
         rows.sort_by(|a, b| {
-            let ord =
-                compare(self.sort, &all[*a], &all[*b]).then_with(|| all[*a].id.cmp(&all[*b].id));
+            let ord = match self.sort {
+                // Workloads without a rule last.
+                Column::Rule => {
+                    let rule = |w: &Workload| self.rule_names.get(&w.id).map(String::as_str);
+                    let (ra, rb) = (rule(&all[*a]), rule(&all[*b]));
+                    rb.is_some().cmp(&ra.is_some()).then_with(|| ra.cmp(&rb))
+                }
+                column => compare(column, &all[*a], &all[*b]),
+            };
+            let ord = ord.then_with(|| all[*a].id.cmp(&all[*b].id));
             if self.reverse { ord.reverse() } else { ord }
         });
         rows
@@ -237,6 +260,8 @@ fn compare(column: Column, a: &Workload, b: &Workload) -> Ordering {
         Column::Cpu => cpu(b).total_cmp(&cpu(a)),
         Column::Mem => mem(b).cmp(&mem(a)),
         Column::Restarts => b.restarts.cmp(&a.restarts),
+        // Sorted by the table, which knows the rules.
+        Column::Rule => Ordering::Equal,
         Column::Age => a.started_at.cmp(&b.started_at),
         Column::Ports => a.ports.cmp(&b.ports),
     }
@@ -274,9 +299,11 @@ fn fit_columns(width: u16) -> Vec<(Column, u16)> {
 
 /// Whether the table has the keys, and the time its ages are measured from.
 #[derive(Debug, Clone, Copy)]
-pub struct Focus {
+pub struct Focus<'a> {
     pub focused: bool,
     pub now: DateTime<Utc>,
+    /// The autoscaler's status, for the RULE column.
+    pub rules: &'a crate::autoscaler::Status,
 }
 
 /// Draw the table into `area`, with the border title showing the filter and sort.
@@ -287,9 +314,13 @@ pub fn render(
     rows: &[usize],
     table: &mut WorkloadTable,
     theme: &Theme,
-    focus: Focus,
+    focus: Focus<'_>,
 ) {
-    let Focus { focused, now } = focus;
+    let Focus {
+        focused,
+        now,
+        rules,
+    } = focus;
     let title = table_title(table, rows.len(), all.len());
     let block = Block::default()
         .borders(Borders::ALL)
@@ -320,7 +351,14 @@ pub fn render(
     let mut lines = Vec::with_capacity(body_height + 1);
     lines.push(header_line(&columns, table, theme));
     for (pos, &i) in rows.iter().enumerate().skip(table.offset).take(body_height) {
-        lines.push(row_line(&all[i], &columns, theme, pos == selected, now));
+        let rule = rules.rule_for(&all[i].id);
+        lines.push(row_line(
+            &all[i],
+            &columns,
+            theme,
+            pos == selected,
+            (now, rule),
+        ));
     }
     if rows.is_empty() {
         let msg = if all.is_empty() {
@@ -364,7 +402,7 @@ fn row_line(
     columns: &[(Column, u16)],
     theme: &Theme,
     selected: bool,
-    now: DateTime<Utc>,
+    (now, rule): (DateTime<Utc>, Option<&RuleStatus>),
 ) -> Line<'static> {
     let base = if selected {
         theme.row_selected
@@ -374,12 +412,25 @@ fn row_line(
     let spans: Vec<Span> = columns
         .iter()
         .map(|(c, width)| {
-            let (value, style) = cell_value(w, *c, theme, now);
+            let (value, style) = match c {
+                Column::Rule => rule_value(rule, theme),
+                _ => cell_value(w, *c, theme, now),
+            };
             let style = if selected { base } else { base.patch(style) };
             Span::styled(cell(&value, *width, c.right_aligned()), style)
         })
         .collect();
     Line::from(spans)
+}
+
+/// The RULE cell: the rule's name and where it is taking the workload.
+fn rule_value(rule: Option<&RuleStatus>, theme: &Theme) -> (String, ratatui::style::Style) {
+    let style = match rule.map(|r| &r.state) {
+        None => theme.text_dim,
+        Some(crate::autoscaler::RuleState::Active) => theme.row,
+        Some(_) => theme.warning,
+    };
+    (super::autoscaler::rule_cell(rule), style)
 }
 
 fn cell_value(
@@ -419,6 +470,7 @@ fn cell_value(
             w.stats.map_or("-".into(), |s| human_bytes(s.mem_bytes)),
             plain,
         ),
+        Column::Rule => ("-".to_string(), theme.text_dim),
         Column::Restarts => {
             let style = if w.restarts > 0 { theme.warning } else { plain };
             (w.restarts.to_string(), style)

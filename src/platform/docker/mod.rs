@@ -5,7 +5,7 @@
 //! Not for deciding anything or for rendering: the worker reports what the engine says through
 //! [`Update`]s and does what [`Request`]s ask. It never re-lists on a timer.
 
-mod connect;
+pub mod connect;
 pub mod convert;
 mod events;
 mod logs;

@@ -1,0 +1,254 @@
+//! `pilothouse --daemon`: the steps from the command line to a running autoscaler with no
+//! terminal, and the way back out on a signal.
+//!
+//! Not for the autoscaler's logic (see [`crate::autoscaler`]) or for HTTP details
+//! (see [`super::http`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+use super::exposition::{self, Check, Health};
+use super::http::{self, Handler};
+use crate::actuator::{Actuator, AuditLog};
+use crate::autoscaler::observe::{self, Observed};
+use crate::autoscaler::{self, Command, EngineHandle, Status, setup};
+use crate::config::Config;
+use crate::model::ConnState;
+use crate::paths::Paths;
+use crate::rules::{MetricSource, RuleTarget};
+
+/// How long SIGTERM waits for the cycles in flight before the daemon exits regardless.
+pub const STOP_GRACE: Duration = Duration::from_millis(1500);
+/// How long SIGTERM then waits for actions in flight; what still runs is audited as
+/// interrupted.
+const ACTION_GRACE: Duration = Duration::from_millis(300);
+
+/// What the daemon was started with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rules_dir: Option<PathBuf>,
+    pub docker_host: Option<String>,
+    pub prometheus: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub read_only: bool,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Run until SIGTERM or SIGINT. Logging must already write to stdout.
+pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), DaemonError> {
+    // Signals first, so a SIGTERM during start-up is not lost.
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+
+    // The listener next, so a port in use stops the daemon before it touches anything.
+    let listener = match options.listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+
+    // Workers and the engine's store.
+    let targets = setup::docker_targets(options.docker_host.as_deref(), &config);
+    let platforms = setup::start_docker(targets);
+    let observed = setup::observed_store(&platforms.names, config.ui.stats_history);
+    tokio::spawn(observe::fan_out(
+        platforms.updates,
+        Arc::clone(&observed),
+        None,
+    ));
+
+    // The actuator: outcomes are already logged by it, so they are only drained here.
+    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+    tokio::spawn(async move { while outcomes.recv().await.is_some() {} });
+    let read_only = options.read_only || config.read_only;
+    let actuator = Actuator::new(
+        read_only,
+        AuditLog::new(paths.audit_log()),
+        platforms.workers.clone(),
+        outcomes_tx,
+    );
+
+    // The rules and the engine.
+    let rules_dir = options
+        .rules_dir
+        .clone()
+        .unwrap_or_else(|| paths.rules_dir());
+    let (rules, errors) = autoscaler::load_dir(&rules_dir);
+    for error in &errors {
+        tracing::error!(error = %error, "rule file not loaded");
+    }
+    if rules.is_empty() {
+        tracing::warn!(dir = %rules_dir.display(), "no rules loaded; nothing will scale");
+    }
+    let settings = setup::settings(
+        &config,
+        &paths,
+        rules_dir,
+        options.prometheus.clone(),
+        platforms.endpoints.clone(),
+        "daemon",
+    );
+    let engine = autoscaler::start(
+        settings,
+        rules,
+        errors,
+        Arc::clone(&observed),
+        actuator.clone(),
+    );
+    tracing::info!(read_only, "daemon started");
+
+    // The HTTP listener.
+    let (http_stop, http_stopped) = watch::channel(false);
+    let server = listener.map(|listener| {
+        let default = options
+            .prometheus
+            .clone()
+            .or(config.autoscaler.prometheus.clone());
+        let handler = handler(engine.status.clone(), Arc::clone(&observed), default);
+        tokio::spawn(http::serve(listener, handler, http_stopped))
+    });
+
+    // Signals until the end.
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading rules");
+                engine.send(Command::Reload);
+            }
+        }
+    }
+    stop(engine, &actuator, http_stop, server).await;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+    tracing::info!(addr = %bound, "listening for /metrics and /healthz");
+    Ok(listener)
+}
+
+async fn stop(
+    engine: EngineHandle,
+    actuator: &Actuator,
+    http_stop: watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<()>>,
+) {
+    tracing::info!("stopping: finishing the cycles in flight");
+    engine.stop(STOP_GRACE).await;
+    for req in actuator.settle(ACTION_GRACE).await {
+        tracing::warn!(action = %req.describe(), "action interrupted by shutdown");
+    }
+    let _ = http_stop.send(true);
+    if let Some(server) = server {
+        let _ = tokio::time::timeout(Duration::from_millis(200), server).await;
+    }
+    tracing::info!("daemon stopped");
+}
+
+fn handler(
+    status: watch::Receiver<Arc<Status>>,
+    observed: Observed,
+    default_prometheus: Option<String>,
+) -> Handler {
+    Arc::new(move |path: &str| {
+        let status = Arc::clone(&status.borrow());
+        let health = health(&status, &observed, default_prometheus.as_deref());
+        http::route(
+            path,
+            || exposition::render_metrics(&status, &health),
+            || exposition::render_health(&health),
+        )
+    })
+}
+
+/// One check per Docker target (connected or not) and one per Prometheus server the rules
+/// read (its last query answered, or what went wrong).
+pub fn health(status: &Status, observed: &Observed, default_prometheus: Option<&str>) -> Health {
+    let mut checks = Vec::new();
+    {
+        let store = observed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for target in store.targets() {
+            let (ok, detail) = match &target.conn {
+                ConnState::Connected { version, .. } => (true, format!("docker {version}")),
+                ConnState::Connecting => (false, "connecting".to_string()),
+                ConnState::Disconnected { error, .. } => (false, error.clone()),
+            };
+            checks.push(Check {
+                name: format!("docker:{}", target.name),
+                ok,
+                detail,
+            });
+        }
+    }
+    for (server, result) in prometheus_servers(status, default_prometheus) {
+        let (ok, detail) = match result {
+            Some(Ok(())) => (true, "answering".to_string()),
+            Some(Err(e)) => (false, e),
+            None => (false, "not queried yet".to_string()),
+        };
+        checks.push(Check {
+            name: format!("prometheus:{server}"),
+            ok,
+            detail,
+        });
+    }
+    Health { checks }
+}
+
+/// Each Prometheus server the Docker rules name, and whether any of its metrics' last readings
+/// succeeded (the newest error otherwise; `None` before the first reading).
+fn prometheus_servers(
+    status: &Status,
+    default_prometheus: Option<&str>,
+) -> BTreeMap<String, Option<Result<(), String>>> {
+    let mut servers: BTreeMap<String, Option<Result<(), String>>> = BTreeMap::new();
+    for rule in &status.rules {
+        if !matches!(rule.rule.target, RuleTarget::Docker { .. }) {
+            continue;
+        }
+        for (metric, reading) in rule.rule.metrics.iter().zip(&rule.readings) {
+            let MetricSource::Prometheus { server_address, .. } = &metric.source else {
+                continue;
+            };
+            let server = server_address
+                .as_deref()
+                .or(default_prometheus)
+                .unwrap_or("none configured")
+                .to_string();
+            let entry = servers.entry(server).or_insert(None);
+            match reading {
+                Some(Ok(_)) => *entry = Some(Ok(())),
+                Some(Err(e)) if !matches!(entry, Some(Ok(()))) => *entry = Some(Err(e.clone())),
+                _ => {}
+            }
+        }
+    }
+    servers
+}
