@@ -38,6 +38,8 @@ pub fn init_json_stdout() {
         .json()
         .flatten_event(true)
         .with_current_span(false)
+        // Events name their Docker target `target`; the module path would clash with it.
+        .with_target(false)
         .with_env_filter(filter)
         .with_writer(std::io::stdout)
         .init();

@@ -15,6 +15,7 @@ use pilothouse::config::Config;
 use pilothouse::daemon::service;
 use pilothouse::keymap::Keymap;
 use pilothouse::logging;
+use pilothouse::metrics::PrometheusSource;
 use pilothouse::model::PlatformKind;
 use pilothouse::paths::Paths;
 use pilothouse::store::Store;
@@ -62,6 +63,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(&paths)?;
+    if let Some(address) = &cli.prometheus {
+        PrometheusSource::new(address).wrap_err("--prometheus")?;
+    }
     if cli.daemon {
         return daemon(cli, config, paths);
     }

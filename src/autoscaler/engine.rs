@@ -637,8 +637,8 @@ fn log_record(rule: &Rule, record: &DecisionRecord) {
         .collect();
     tracing::info!(
         rule = %rule.name,
-        current = ?record.current,
-        desired = ?record.desired,
+        current = record.current,
+        desired = record.desired,
         readings = %readings.join(" "),
         action = %record.action.describe(),
         reason = %record.reason,
@@ -893,5 +893,221 @@ async fn scale(
             to,
             error: error.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actuator::AuditLog;
+    use crate::model::PlatformKind;
+    use crate::store::Store;
+
+    fn rule_text(name: &str, workload: &str) -> String {
+        format!(
+            "name: {name}\n\
+             target: {{ platform: docker, host: local, workload: {workload} }}\n\
+             maxReplicas: 3\n\
+             pollingInterval: 1s\n\
+             metrics:\n\
+             \x20 - name: cpu\n\
+             \x20   cpu: {{ utilization: 50 }}\n"
+        )
+    }
+
+    fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// An engine over an empty, never-connected host: every cycle holds, which is enough to see
+    /// which rules run and how often.
+    fn engine(dir: &Path) -> EngineHandle {
+        let mut store = Store::new(10);
+        store.add_target("local", PlatformKind::Docker);
+        let observed = Arc::new(Mutex::new(store));
+        let (outcomes, _) = mpsc::unbounded_channel();
+        let actuator = Actuator::new(
+            false,
+            AuditLog::new(dir.join("audit.jsonl")),
+            HashMap::new(),
+            outcomes,
+        );
+        let settings = Settings {
+            rules_dir: dir.to_path_buf(),
+            default_prometheus: None,
+            hosts: HashMap::from([("local".to_string(), "unix:///test.sock".to_string())]),
+            locks: HostLocks::new(dir.join("locks"), "test".to_string()),
+            query_timeout: Duration::from_secs(1),
+        };
+        let (rules, errors) = load_dir(dir);
+        start(settings, rules, errors, observed, actuator)
+    }
+
+    async fn wait_for(
+        handle: &mut EngineHandle,
+        what: &str,
+        done: impl Fn(&Status) -> bool,
+    ) -> Arc<Status> {
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let status = Arc::clone(&handle.status.borrow_and_update());
+                if done(&status) {
+                    return status;
+                }
+                if handle.status.changed().await.is_err() {
+                    panic!("the engine stopped while waiting for {what}");
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    #[test]
+    fn the_loader_reads_yaml_files_only_and_refuses_a_second_rule_of_one_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &rule_text("web", "web"));
+        write(dir.path(), "b.yml", &rule_text("web", "other"));
+        write(dir.path(), "c.yaml.draft", "not: [valid");
+        write(dir.path(), "d.txt", "ignored");
+
+        let (rules, errors) = load_dir(dir.path());
+
+        assert_eq!(rules.len(), 1);
+        assert!(rules[0].file.ends_with("a.yaml"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("b.yml: rule \"web\" is already defined in"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_missing_rules_directory_has_no_rules_and_no_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rules, errors) = load_dir(&dir.path().join("nope"));
+        assert!(rules.is_empty() && errors.is_empty());
+    }
+
+    #[test]
+    fn the_files_of_load_errors_are_found_for_yaml_and_yml() {
+        let errors = vec![
+            "/r/a.yaml:3:1: unknown field".to_string(),
+            "/r/b.yml: rule \"x\" is already defined".to_string(),
+            "something else".to_string(),
+        ];
+        assert_eq!(
+            failed_files(&errors),
+            [PathBuf::from("/r/a.yaml"), PathBuf::from("/r/b.yml")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_that_is_not_connected_holds_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "web.yaml", &rule_text("web", "web"));
+        let mut handle = engine(dir.path());
+
+        let status = wait_for(&mut handle, "a decision", |s| {
+            s.rules.first().is_some_and(|r| r.decisions_total > 0)
+        })
+        .await;
+
+        let last = status.rules[0].last().unwrap();
+        assert_eq!(last.action, Act::Hold);
+        assert_eq!(last.desired, None);
+        assert_eq!(last.reason, "waiting for local to connect");
+        handle.stop(Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_rules_of_a_file_that_no_longer_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "web.yaml", &rule_text("web", "web"));
+        write(dir.path(), "api.yaml", &rule_text("api", "api"));
+        let mut handle = engine(dir.path());
+        wait_for(&mut handle, "two rules", |s| s.rules.len() == 2).await;
+
+        std::fs::write(&file, "name: web\nminReplicas: [oops\n").unwrap();
+        std::fs::remove_file(dir.path().join("api.yaml")).unwrap();
+        handle.send(Command::Reload);
+
+        let status = wait_for(&mut handle, "the reload", |s| !s.load_errors.is_empty()).await;
+        let names: Vec<&str> = status.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["web"], "web kept, api removed with its file");
+        assert!(
+            status.load_errors.iter().any(|e| e.contains("web.yaml:")),
+            "{:?}",
+            status.load_errors
+        );
+        assert!(
+            status
+                .load_errors
+                .iter()
+                .any(|e| e.contains("keeps its previous 1 rule(s)")),
+            "{:?}",
+            status.load_errors
+        );
+        handle.stop(Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test]
+    async fn a_paused_rule_is_not_evaluated_until_it_is_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "web.yaml", &rule_text("web", "web"));
+        let mut handle = engine(dir.path());
+        wait_for(&mut handle, "a first decision", |s| {
+            s.rules[0].decisions_total > 0
+        })
+        .await;
+
+        handle.send(Command::Pause("web".to_string()));
+        let paused = wait_for(&mut handle, "the pause", |s| {
+            s.rules[0].state == RuleState::Paused
+        })
+        .await;
+        let before = paused.rules[0].decisions_total;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let still = Arc::clone(&handle.status.borrow());
+        assert_eq!(still.rules[0].state, RuleState::Paused);
+        assert!(
+            still.rules[0].decisions_total <= before + 1,
+            "at most the cycle in flight at the pause: {before} then {}",
+            still.rules[0].decisions_total
+        );
+
+        handle.send(Command::Resume("web".to_string()));
+        let after = still.rules[0].decisions_total;
+        wait_for(&mut handle, "cycles again", |s| {
+            s.rules[0].state == RuleState::Active && s.rules[0].decisions_total > after
+        })
+        .await;
+        handle.stop(Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test]
+    async fn a_replaced_rule_runs_as_saved_and_a_rule_for_an_unknown_host_is_unsupported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "web.yaml", &rule_text("web", "web"));
+        let mut handle = engine(dir.path());
+        wait_for(&mut handle, "the rule", |s| s.rules.len() == 1).await;
+
+        let web = rule_text("web", "web").replace("maxReplicas: 3", "maxReplicas: 7");
+        let far = rule_text("far", "x").replace("host: local", "host: elsewhere");
+        let mut rules = crate::rules::parse_rules(&file, &web).unwrap();
+        rules.extend(crate::rules::parse_rules(&file, &far).unwrap());
+        handle.send(Command::ReplaceFile {
+            file: file.clone(),
+            rules,
+        });
+
+        let status = wait_for(&mut handle, "the new rules", |s| s.rules.len() == 2).await;
+        assert_eq!(status.rule("web").unwrap().rule.max_replicas, 7);
+        let far = status.rule("far").unwrap();
+        assert!(
+            matches!(&far.state, RuleState::Unsupported(why) if why.contains("elsewhere")),
+            "{:?}",
+            far.state
+        );
+        handle.stop(Duration::from_secs(2)).await;
     }
 }

@@ -50,10 +50,17 @@ pub enum DaemonError {
     },
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("--rules {0}: not a directory")]
+    RulesDir(PathBuf),
 }
 
 /// Run until SIGTERM or SIGINT. Logging must already write to stdout.
 pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), DaemonError> {
+    // A rules directory named on the command line must exist: a typo must not run nothing.
+    if let Some(dir) = options.rules_dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(DaemonError::RulesDir(dir.clone()));
+    }
+
     // Signals first, so a SIGTERM during start-up is not lost.
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
