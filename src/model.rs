@@ -244,6 +244,29 @@ pub struct Replica {
     pub labels: BTreeMap<String, String>,
     /// `None` until the replica has been inspected.
     pub details: Option<ReplicaDetails>,
+    /// The CPU the replica may use; `None` until an inspect has told it.
+    pub cpu_limit: Option<CpuLimit>,
+}
+
+/// How much CPU a replica may use, as its engine enforces it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuLimit {
+    /// A quota in cores (`--cpus 0.5` is 0.5); always above zero.
+    Cores(f64),
+    /// No quota: the replica may use every core of its host.
+    Unlimited,
+}
+
+impl CpuLimit {
+    /// The cores that count as 100% utilization: the quota, or one core when there is none
+    /// (so an unlimited replica's utilization reads as `docker stats` shows it).
+    pub fn cores(self) -> f64 {
+        match self {
+            CpuLimit::Cores(cores) => cores,
+            CpuLimit::Unlimited => 1.0,
+        }
+    }
 }
 
 /// What only an inspect tells: env, security, command.

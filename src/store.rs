@@ -1,5 +1,6 @@
 //! The store: what the platform workers have reported, kept per target, with the workloads
-//! derived from it and short stats series for sparklines.
+//! derived from it, short stats series for sparklines, and the CPU utilization of a workload
+//! that a `cpu` scaling metric reads.
 //!
 //! Not for talking to any platform, and not for rendering: workers feed it [`Update`]s, the UI
 //! and the autoscaler read it. It holds no locks; its owner applies updates in one place.
@@ -132,7 +133,16 @@ impl Store {
                 services,
             } => {
                 let t = self.target_mut(target);
-                t.replicas = replicas.iter().map(|r| (r.id.clone(), r.clone())).collect();
+                let before = std::mem::take(&mut t.replicas);
+                t.replicas = replicas
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.id.clone(),
+                            with_known_cpu_limit(r.clone(), before.get(&r.id)),
+                        )
+                    })
+                    .collect();
                 t.services = services.iter().map(|s| (s.id.clone(), s.clone())).collect();
                 // Stats of replicas the snapshot no longer has go with them.
                 let live: HashSet<&str> = replicas.iter().map(|r| r.id.as_str()).collect();
@@ -143,7 +153,8 @@ impl Store {
             }
             Update::Replica { target, replica } => {
                 let t = self.target_mut(target);
-                t.replicas.insert(replica.id.clone(), replica.clone());
+                let replica = with_known_cpu_limit(replica.clone(), t.replicas.get(&replica.id));
+                t.replicas.insert(replica.id.clone(), replica);
                 self.workloads_stale = true;
                 Change::Structure
             }
@@ -220,6 +231,56 @@ impl Store {
             }
         }
         out
+    }
+
+    /// The average CPU utilization of the workload's running replicas, each the latest
+    /// `cpu_percent` of its stats as a percent of its CPU limit (of one core where it has
+    /// none): 35% of one core under `--cpus 0.5` is 70.
+    ///
+    /// An error, never a zero, when there is no running replica or a running one has not
+    /// reported stats or its limit yet; it names every such replica and what it lacks.
+    pub fn cpu_utilization(&self, workload: &Workload) -> Result<f64, String> {
+        let target = &workload.id.target;
+        let running: Vec<&Replica> = workload
+            .replicas
+            .iter()
+            .filter_map(|id| self.replica(target, id))
+            .filter(|r| r.state == "running")
+            .collect();
+        if running.is_empty() {
+            return Err(format!("{} has no running replica", workload.id.name));
+        }
+        let mut total = 0.0;
+        let mut unknown = Vec::new();
+        for replica in &running {
+            match self.replica_cpu_utilization(target, replica) {
+                Ok(utilization) => total += utilization,
+                Err(why) => unknown.push(why),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(unknown.join("; "));
+        }
+        Ok(total / running.len() as f64)
+    }
+
+    /// One replica's latest CPU use as a percent of its limit, or what is missing to tell it.
+    fn replica_cpu_utilization(&self, target: &str, replica: &Replica) -> Result<f64, String> {
+        let sample = self
+            .replica_stats(target, &replica.id)
+            .and_then(|series| series.back())
+            .ok_or_else(|| format!("{} has reported no CPU stats yet", replica.name))?;
+        let limit = replica.cpu_limit.ok_or_else(|| {
+            format!(
+                "the CPU limit of {} is not known yet (it has not been inspected)",
+                replica.name
+            )
+        })?;
+        let cores = limit.cores();
+        if !(cores.is_finite() && cores > 0.0) {
+            return Err(format!("{} has a CPU limit of {cores} cores", replica.name));
+        }
+        Ok(sample.cpu_percent / cores)
     }
 
     /// The replica with this id on this target.
@@ -327,6 +388,17 @@ impl Store {
     }
 }
 
+/// A replica from the container list knows no CPU limit (only an inspect tells it), so the one
+/// an earlier inspect of the same container gave is kept. It cannot go stale unseen: changing
+/// a container's limit (`docker update`) emits an event after which it is inspected again, and
+/// a new snapshot is followed by an inspect of every container.
+fn with_known_cpu_limit(mut replica: Replica, before: Option<&Replica>) -> Replica {
+    if replica.cpu_limit.is_none() {
+        replica.cpu_limit = before.and_then(|b| b.cpu_limit);
+    }
+    replica
+}
+
 fn add_sample(into: &mut StatsSample, s: &StatsSample) {
     into.cpu_percent += s.cpu_percent;
     into.mem_bytes += s.mem_bytes;
@@ -408,6 +480,7 @@ pub(crate) mod tests_support {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             details: None,
+            cpu_limit: None,
         }
     }
 }
@@ -416,6 +489,7 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::replica;
     use super::*;
+    use crate::model::CpuLimit;
 
     fn snapshot(replicas: Vec<Replica>) -> Update {
         Update::Snapshot {
@@ -552,6 +626,194 @@ mod tests {
         let mut store = Store::new(5);
         store.apply(&snapshot(vec![mk("c", "10"), mk("a", "2"), mk("b", "1")]));
         assert_eq!(store.workloads()[0].replicas, vec!["b", "a", "c"]);
+    }
+
+    /// One replica of group `g` for a CPU case: its number, state, limit and CPU samples.
+    struct CpuReplica {
+        number: u32,
+        state: &'static str,
+        limit: Option<CpuLimit>,
+        samples: &'static [f64],
+    }
+
+    fn running(number: u32, limit: Option<CpuLimit>, samples: &'static [f64]) -> CpuReplica {
+        CpuReplica {
+            number,
+            state: "running",
+            limit,
+            samples,
+        }
+    }
+
+    /// The CPU utilization of group `g` in a store holding these replicas and samples.
+    fn utilization_of(replicas: &[CpuReplica]) -> Result<f64, String> {
+        let mut store = Store::new(10);
+        let built = replicas
+            .iter()
+            .map(|c| {
+                let n = c.number.to_string();
+                let name = format!("g-{n}");
+                let labels = [(GROUP_LABEL, "g"), ("pilothouse.group.number", n.as_str())];
+                let mut r = replica(&name, &name, &labels);
+                r.state = c.state.to_string();
+                r.cpu_limit = c.limit;
+                r
+            })
+            .collect();
+        store.apply(&snapshot(built));
+        for c in replicas {
+            for cpu in c.samples {
+                store.apply(&Update::Stats {
+                    target: "local".to_string(),
+                    id: format!("g-{}", c.number),
+                    sample: StatsSample {
+                        cpu_percent: *cpu,
+                        ..StatsSample::default()
+                    },
+                });
+            }
+        }
+        let workload = store.workloads()[0].clone();
+        store.cpu_utilization(&workload)
+    }
+
+    #[test]
+    fn cpu_utilization_is_the_average_percent_of_each_running_replicas_limit() {
+        let half = Some(CpuLimit::Cores(0.5));
+        let none = Some(CpuLimit::Unlimited);
+        let two = Some(CpuLimit::Cores(2.0));
+        let cases: Vec<(&str, Vec<CpuReplica>, f64)> = vec![
+            // 35% of one core / 0.5 core = 70% of the limit
+            ("half a core", vec![running(1, half, &[35.0])], 70.0),
+            // no limit: 35% of one core is 35%
+            ("no limit", vec![running(1, none, &[35.0])], 35.0),
+            // 150% of one core (1.5 cores busy) with no limit reads as docker stats shows it
+            ("no limit, busy", vec![running(1, none, &[150.0])], 150.0),
+            // (35 / 0.5 = 70) + (50 / 1 = 50) + (180 / 2 = 90) = 210; 210 / 3 = 70
+            (
+                "mixed limits",
+                vec![
+                    running(1, half, &[35.0]),
+                    running(2, none, &[50.0]),
+                    running(3, two, &[180.0]),
+                ],
+                70.0,
+            ),
+            // only the newest sample counts: 35 / 0.5 = 70, not (10 + 35) / 2 / 0.5
+            ("latest sample", vec![running(1, half, &[10.0, 35.0])], 70.0),
+            // a stopped replica with neither stats nor a limit is left out: 35 / 0.5 = 70
+            (
+                "stopped left out",
+                vec![
+                    running(1, half, &[35.0]),
+                    CpuReplica {
+                        number: 2,
+                        state: "exited",
+                        limit: None,
+                        samples: &[],
+                    },
+                ],
+                70.0,
+            ),
+            // an idle replica is a measured zero, not a missing value
+            ("idle", vec![running(1, half, &[0.0])], 0.0),
+        ];
+        for (case, replicas, want) in cases {
+            let got = utilization_of(&replicas);
+            assert!(
+                got.as_ref().is_ok_and(|u| (u - want).abs() < 1e-9),
+                "{case}: want {want}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_utilization_is_an_error_naming_each_replica_it_cannot_measure() {
+        let half = Some(CpuLimit::Cores(0.5));
+        let stopped = |number| CpuReplica {
+            number,
+            state: "exited",
+            limit: half,
+            samples: &[20.0],
+        };
+        let cases: Vec<(&str, Vec<CpuReplica>, &str)> = vec![
+            (
+                "nothing running",
+                vec![stopped(1), stopped(2)],
+                "g has no running replica",
+            ),
+            (
+                "no stats yet",
+                vec![running(1, half, &[35.0]), running(2, half, &[])],
+                "g-2 has reported no CPU stats yet",
+            ),
+            (
+                "limit unknown",
+                vec![running(1, None, &[35.0])],
+                "the CPU limit of g-1 is not known yet (it has not been inspected)",
+            ),
+            (
+                "both, in replica order",
+                vec![running(1, half, &[]), running(2, None, &[35.0])],
+                "g-1 has reported no CPU stats yet; \
+                 the CPU limit of g-2 is not known yet (it has not been inspected)",
+            ),
+            (
+                "a zero quota",
+                vec![running(1, Some(CpuLimit::Cores(0.0)), &[35.0])],
+                "g-1 has a CPU limit of 0 cores",
+            ),
+        ];
+        for (case, replicas, want) in cases {
+            assert_eq!(utilization_of(&replicas), Err(want.to_string()), "{case}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_or_listed_replica_keeps_the_cpu_limit_an_inspect_gave() {
+        let labels = [(GROUP_LABEL, "g")];
+        let listed = replica("a", "g-1", &labels);
+        let mut inspected = listed.clone();
+        inspected.cpu_limit = Some(CpuLimit::Cores(0.5));
+        let mut store = Store::new(5);
+        store.apply(&snapshot(vec![listed.clone()]));
+        store.apply(&Update::Replica {
+            target: "local".to_string(),
+            replica: inspected.clone(),
+        });
+
+        store.apply(&snapshot(vec![listed.clone()]));
+        let limit = |store: &Store| store.replica("local", "a").and_then(|r| r.cpu_limit);
+        assert_eq!(
+            limit(&store),
+            Some(CpuLimit::Cores(0.5)),
+            "after a snapshot"
+        );
+        store.apply(&Update::Replica {
+            target: "local".to_string(),
+            replica: listed,
+        });
+        assert_eq!(
+            limit(&store),
+            Some(CpuLimit::Cores(0.5)),
+            "after a listed update"
+        );
+
+        // `docker update --cpus 2` is seen through a fresh inspect, which replaces the limit.
+        inspected.cpu_limit = Some(CpuLimit::Cores(2.0));
+        store.apply(&Update::Replica {
+            target: "local".to_string(),
+            replica: inspected,
+        });
+        assert_eq!(
+            limit(&store),
+            Some(CpuLimit::Cores(2.0)),
+            "after a new inspect"
+        );
+
+        // A container removed and recreated has a new id, so nothing carries over to it.
+        store.apply(&snapshot(vec![replica("b", "g-1", &labels)]));
+        assert_eq!(store.replica("local", "b").and_then(|r| r.cpu_limit), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Scaling a Compose-labelled workload through the Docker worker against the real engine: new
 //! replicas are named, labelled and networked as `docker compose up --scale` does it, removal
-//! goes highest number first, and a fixed host port is refused before anything is created.
+//! goes newest first, and a fixed host port is refused before anything is created.
 
 mod support;
 
@@ -35,6 +35,15 @@ fn workload(project: &str) -> WorkloadId {
         kind: WorkloadKind::Compose,
         name: format!("{project}/web"),
     }
+}
+
+/// Starts replica `n` of the project's `web` service, sleeping until stopped.
+async fn run_replica(docker: &Docker, label: &TestLabel, project: &str, n: u64) {
+    let config = with_labels(
+        busybox(label, SLEEP_FOREVER, &[]),
+        compose_labels(project, &n.to_string()),
+    );
+    support::run_container(docker, &format!("{project}-web-{n}"), config).await;
 }
 
 /// Names of the containers of the project, sorted.
@@ -294,6 +303,64 @@ async fn scaling_down_stops_the_removed_replicas_at_once_not_one_after_another()
     assert!(
         took >= one_stop && took < one_stop * 2,
         "two stops of {one_stop:?} each took {took:?}: they did not run at once"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn scaling_down_removes_the_newest_replica_first_even_when_its_number_is_lowest() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let project = label.short();
+    for n in [2, 3] {
+        run_replica(&docker, &label, &project, n).await;
+    }
+    // The list gives creation times to the second: replica 1, recreated after a full second,
+    // is the newest for certain.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    run_replica(&docker, &label, &project, 1).await;
+
+    let mut worker = WorkerUnderTest::start("local", None);
+    worker.snapshot().await;
+    let down = worker
+        .ask(WAIT, |reply| Request::Scale {
+            workload: workload(&project),
+            replicas: 2,
+            reply,
+        })
+        .await;
+    assert_eq!(
+        down,
+        Ok(format!(
+            "scaled {project}/web from 3 to 2: removed {project}-web-1"
+        ))
+    );
+    assert_eq!(
+        project_containers(&docker, &project).await,
+        [2, 3].map(|n| format!("{project}-web-{n}"))
+    );
+
+    // 2 and 3 may share a creation second; then the higher number goes first, as it does when
+    // 3 is the later one.
+    let down = worker
+        .ask(WAIT, |reply| Request::Scale {
+            workload: workload(&project),
+            replicas: 1,
+            reply,
+        })
+        .await;
+    assert_eq!(
+        down,
+        Ok(format!(
+            "scaled {project}/web from 2 to 1: removed {project}-web-3"
+        ))
+    );
+    assert_eq!(
+        project_containers(&docker, &project).await,
+        [format!("{project}-web-2")]
     );
     worker.stop().await;
 }

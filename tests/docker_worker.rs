@@ -1,5 +1,6 @@
-//! The Docker worker against the real engine: snapshot, events, stats, logs, restart, and a
-//! host that cannot be reached. Every container carries the test's label and is removed after.
+//! The Docker worker against the real engine: snapshot, events, stats and CPU limits, logs,
+//! restart, and a host that cannot be reached. Every container carries the test's label and is
+//! removed after.
 
 mod support;
 
@@ -9,8 +10,9 @@ use bollard::Docker;
 use bollard::container::{RemoveContainerOptions, StartContainerOptions};
 use bollard::models::{HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use chrono::{DateTime, Utc};
-use pilothouse::model::ConnState;
+use pilothouse::model::{ConnState, CpuLimit};
 use pilothouse::platform::{LogRecord, LogStart, Request, Update};
+use pilothouse::store::{GROUP_LABEL, Store};
 use support::{
     SLEEP_FOREVER, Signals, TestLabel, WorkerUnderTest, busybox, docker_or_skip, raise_signal,
     run_container, wait_signal,
@@ -598,6 +600,96 @@ async fn stats_arrive_for_a_busy_container_with_a_cpu_value_above_zero() {
     );
     assert!(sample.mem_bytes > 0, "memory in use {}", sample.mem_bytes);
     assert!(sample.mem_limit >= sample.mem_bytes);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn cpu_limits_reach_the_store_and_utilization_is_a_percent_of_each_replicas_limit() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let group = label.short();
+    let in_group = [(GROUP_LABEL, group.as_str())];
+    let busy = ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"];
+    // `--cpus 0.5`
+    let mut half = busybox(&label, &busy, &in_group);
+    half.host_config = Some(HostConfig {
+        nano_cpus: Some(500_000_000),
+        ..Default::default()
+    });
+    let half_id = run_container(&docker, &format!("{group}-half"), half).await;
+    // No CPU flags at all.
+    let free = busybox(&label, SLEEP_FOREVER, &in_group);
+    let free_id = run_container(&docker, &format!("{group}-free"), free).await;
+    // `--cpu-quota 25000 --cpu-period 100000`, outside the group.
+    let mut quota = busybox(&label, SLEEP_FOREVER, &[]);
+    quota.host_config = Some(HostConfig {
+        cpu_quota: Some(25_000),
+        cpu_period: Some(100_000),
+        ..Default::default()
+    });
+    let quota_id = run_container(&docker, &format!("{group}-quota"), quota).await;
+
+    let mut worker = WorkerUnderTest::start("local", None);
+    let mut store = Store::new(10);
+    let ids = [&half_id, &free_id, &quota_id];
+    let measured = |store: &mut Store| {
+        let inspected = ids.iter().all(|id| {
+            store
+                .replica("local", id)
+                .is_some_and(|r| r.cpu_limit.is_some())
+        });
+        let sampled = [&half_id, &free_id].iter().all(|id| {
+            store
+                .replica_stats("local", id)
+                .is_some_and(|s| s.len() >= 2)
+        });
+        inspected && sampled
+    };
+    worker
+        .feed_until(&mut store, "limits and two stats reads", WAIT, measured)
+        .await;
+
+    let limit = |id: &str| store.replica("local", id).and_then(|r| r.cpu_limit);
+    assert_eq!(limit(&half_id), Some(CpuLimit::Cores(0.5)));
+    assert_eq!(limit(&quota_id), Some(CpuLimit::Cores(0.25)));
+    assert_eq!(limit(&free_id), Some(CpuLimit::Unlimited));
+
+    let latest = |id: &str| {
+        let series = store
+            .replica_stats("local", id)
+            .expect("stats of the replica");
+        series.back().expect("a latest read").cpu_percent
+    };
+    // The engine holds the busy loop to half a core: about 50% of one core, never near 100%.
+    // Every read is a real measurement: the first of a stream, which has no CPU baseline and
+    // would read near 0%, is not sent.
+    let half_reads: Vec<f64> = store
+        .replica_stats("local", &half_id)
+        .into_iter()
+        .flatten()
+        .map(|s| s.cpu_percent)
+        .collect();
+    assert!(
+        half_reads.iter().all(|cpu| *cpu > 10.0 && *cpu < 60.0),
+        "busy under --cpus 0.5, in % of one core: {half_reads:?}"
+    );
+    let (half_cpu, free_cpu) = (latest(&half_id), latest(&free_id));
+    let workload = store
+        .workloads()
+        .iter()
+        .find(|w| w.id.name == group)
+        .cloned()
+        .expect("the group is a workload");
+    let utilization = store.cpu_utilization(&workload).expect("utilization");
+    // Each replica against its own limit: the busy one / 0.5 core, the idle one / one core.
+    let want = (half_cpu / 0.5 + free_cpu / 1.0) / 2.0;
+    assert!(
+        (utilization - want).abs() < 1e-9,
+        "utilization {utilization}, want {want} from {half_cpu}% and {free_cpu}%"
+    );
     worker.stop().await;
 }
 

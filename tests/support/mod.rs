@@ -23,6 +23,7 @@ use bollard::image::CreateImageOptions;
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use futures::StreamExt;
 use pilothouse::platform::{Request, Update};
+use pilothouse::store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -473,6 +474,31 @@ impl WorkerUnderTest {
             .send(request)
             .await
             .expect("the worker takes requests");
+    }
+
+    /// Applies every update (backlog first, then new ones) to `store` until `done` holds for
+    /// it; panics naming `what` when it does not `within` the time.
+    pub async fn feed_until(
+        &mut self,
+        store: &mut Store,
+        what: &str,
+        within: Duration,
+        mut done: impl FnMut(&mut Store) -> bool,
+    ) {
+        for update in self.backlog.drain(..) {
+            store.apply(&update);
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(store) {
+            let next = tokio::time::timeout_at(deadline, self.updates.recv()).await;
+            match next {
+                Err(_) => panic!("timed out after {within:?} waiting for {what}"),
+                Ok(None) => panic!("the worker closed its updates while waiting for {what}"),
+                Ok(Some(update)) => {
+                    store.apply(&update);
+                }
+            }
+        }
     }
 
     /// Waits for the snapshot and returns its replicas.

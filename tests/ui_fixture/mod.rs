@@ -14,8 +14,8 @@ use pilothouse::actuator::{Actuator, AuditLog};
 use pilothouse::config::Config;
 use pilothouse::keymap::Keymap;
 use pilothouse::model::{
-    ConnState, EngineEvent, Health, PlatformKind, PortMapping, Replica, ReplicaDetails, Security,
-    StatsSample,
+    ConnState, CpuLimit, EngineEvent, Health, PlatformKind, PortMapping, Replica, ReplicaDetails,
+    Security, StatsSample,
 };
 use pilothouse::platform::{LogRecord, Update};
 use pilothouse::store::Store;
@@ -75,6 +75,7 @@ pub fn compose_replica(
             },
             command: vec!["/bin/web".to_string()],
         }),
+        cpu_limit: Some(CpuLimit::Unlimited),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Pure conversions from the engine's JSON (as bollard types) to the model: a container summary
-//! to a [`Replica`], an inspect to its details, a status line to a [`Health`], a Swarm service to
-//! a [`SwarmService`].
+//! to a [`Replica`], an inspect to its details and CPU limit, a status line to a [`Health`], a
+//! Swarm service to a [`SwarmService`].
 //!
 //! Not for talking to the engine: every function here takes values and returns values, so the
 //! unit tests below can feed them hand-made JSON.
@@ -12,7 +12,9 @@ use bollard::models::{
 };
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 
-use crate::model::{Health, PortMapping, Replica, ReplicaDetails, Security, SwarmService};
+use crate::model::{
+    CpuLimit, Health, PortMapping, Replica, ReplicaDetails, Security, SwarmService,
+};
 
 /// A replica as the container list describes it: everything but what only an inspect tells.
 pub fn replica_from_summary(summary: &ContainerSummary) -> Replica {
@@ -37,6 +39,7 @@ pub fn replica_from_summary(summary: &ContainerSummary) -> Replica {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
         details: None,
+        cpu_limit: None,
     }
 }
 
@@ -114,7 +117,7 @@ pub fn parse_engine_time(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Completes a listed replica with what its inspect tells: start time, restarts, health, and
-/// the details (env, security, command).
+/// the details (env, security, command) and the CPU limit.
 pub fn merge_inspect(mut replica: Replica, inspect: &ContainerInspectResponse) -> Replica {
     let state = inspect.state.as_ref();
     // The inspect is the fresher of the two reads: the list is served from a copy the engine
@@ -135,7 +138,36 @@ pub fn merge_inspect(mut replica: Replica, inspect: &ContainerInspectResponse) -
         replica.created = inspect.created.as_deref().and_then(parse_engine_time);
     }
     replica.details = Some(details_from_inspect(inspect));
+    replica.cpu_limit = Some(cpu_limit_from_inspect(inspect));
     replica
+}
+
+/// The CFS period the kernel uses when a container sets a quota without one: 100 ms.
+const DEFAULT_CPU_PERIOD_MICROS: i64 = 100_000;
+
+/// The CPU quota from HostConfig: `NanoCpus` (`--cpus`, 1e9 per core), else `CpuQuota` over
+/// `CpuPeriod` (`--cpu-quota`, `--cpu-period`); the engine refuses to set both. A quota of 0
+/// or -1 means none.
+///
+/// `CpusetCpus` (`--cpuset-cpus`) is ignored: it pins the replica to some cores but sets no
+/// quota, so a replica pinned to two cores without `--cpus` counts as unlimited and its
+/// utilization is a percent of one core.
+pub fn cpu_limit_from_inspect(inspect: &ContainerInspectResponse) -> CpuLimit {
+    // The engine always sends HostConfig; a missing one has no limits in it.
+    let Some(host) = inspect.host_config.as_ref() else {
+        return CpuLimit::Unlimited;
+    };
+    if let Some(nano) = host.nano_cpus.filter(|n| *n > 0) {
+        return CpuLimit::Cores(nano as f64 / 1e9);
+    }
+    if let Some(quota) = host.cpu_quota.filter(|q| *q > 0) {
+        let period = host
+            .cpu_period
+            .filter(|p| *p > 0)
+            .unwrap_or(DEFAULT_CPU_PERIOD_MICROS);
+        return CpuLimit::Cores(quota as f64 / period as f64);
+    }
+    CpuLimit::Unlimited
 }
 
 /// Env, security settings and the command a container runs.
@@ -380,6 +412,53 @@ mod tests {
         assert_eq!(s.seccomp.as_deref(), Some("custom"));
         assert!(!s.privileged);
         assert_eq!(s.user, "");
+    }
+
+    #[test]
+    fn the_cpu_limit_comes_from_nano_cpus_else_quota_over_period_else_there_is_none() {
+        let cases = [
+            // --cpus 0.5: 500_000_000 / 1e9 = 0.5 core
+            (json!({"NanoCpus": 500_000_000_i64}), CpuLimit::Cores(0.5)),
+            // --cpus 2: 2e9 / 1e9 = 2 cores
+            (json!({"NanoCpus": 2_000_000_000_i64}), CpuLimit::Cores(2.0)),
+            // --cpu-quota 25000 --cpu-period 50000: 25_000 / 50_000 = 0.5 core
+            (
+                json!({"CpuQuota": 25_000, "CpuPeriod": 50_000}),
+                CpuLimit::Cores(0.5),
+            ),
+            // --cpu-quota 150000 alone: 150_000 / the kernel's 100_000 = 1.5 cores
+            (
+                json!({"CpuQuota": 150_000, "CpuPeriod": 0}),
+                CpuLimit::Cores(1.5),
+            ),
+            // what the engine reports for `docker run` without CPU flags
+            (
+                json!({"NanoCpus": 0, "CpuQuota": 0, "CpuPeriod": 0, "CpusetCpus": ""}),
+                CpuLimit::Unlimited,
+            ),
+            // a quota of -1 is the kernel's "no quota"
+            (
+                json!({"CpuQuota": -1, "CpuPeriod": 100_000}),
+                CpuLimit::Unlimited,
+            ),
+            // pinned to two cores, but no quota: counted as unlimited
+            (json!({"CpusetCpus": "0,1"}), CpuLimit::Unlimited),
+        ];
+        for (host, want) in cases {
+            let i = inspect(json!({"Id": "abc", "HostConfig": host.clone()}));
+            assert_eq!(cpu_limit_from_inspect(&i), want, "HostConfig {host}");
+        }
+    }
+
+    #[test]
+    fn a_listed_replica_has_no_cpu_limit_until_its_inspect_gives_one() {
+        let listed = replica_from_summary(&summary(json!({"Id": "abc", "State": "running"})));
+        assert_eq!(listed.cpu_limit, None);
+        let i = inspect(json!({"Id": "abc", "HostConfig": {"NanoCpus": 250_000_000_i64}}));
+        assert_eq!(
+            merge_inspect(listed, &i).cpu_limit,
+            Some(CpuLimit::Cores(0.25))
+        );
     }
 
     #[test]

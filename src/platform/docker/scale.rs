@@ -125,7 +125,7 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     pub create: Vec<u64>,
-    /// Highest-numbered first, in the order to remove them.
+    /// Newest first, in the order to remove them (see [`removal_order`]).
     pub remove: Vec<Member>,
 }
 
@@ -145,16 +145,33 @@ pub fn plan(members: &[Member], target: u64) -> Plan {
             remove: vec![],
         };
     }
-    let mut by_number: Vec<Member> = members.to_vec();
-    by_number.sort_by(|a, b| {
-        (b.number.unwrap_or(0), b.created).cmp(&(a.number.unwrap_or(0), a.created))
-    });
     let excess = usize::try_from(current - target).unwrap_or(usize::MAX);
-    by_number.truncate(excess);
+    let mut remove = removal_order(members);
+    remove.truncate(excess);
     Plan {
         create: vec![],
-        remove: by_number,
+        remove,
     }
+}
+
+/// The members in the order a scale-down removes them: the newest first by creation time, so
+/// the replicas that have run longest (and warmed their caches) stay. Equal times, and every
+/// time when any is unknown (0), fall back to the highest number first, then the name.
+///
+/// The list gives creation times to the second. Replicas created within one second are told
+/// apart by number, which is right for those one scale-up created: it numbers them in the
+/// order it creates them.
+pub fn removal_order(members: &[Member]) -> Vec<Member> {
+    let times_known = members.iter().all(|m| m.created > 0);
+    let mut ordered = members.to_vec();
+    ordered.sort_by(|a, b| {
+        let key = |m: &Member| {
+            let created = if times_known { m.created } else { 0 };
+            (created, m.number.unwrap_or(0))
+        };
+        key(b).cmp(&key(a)).then_with(|| b.name.cmp(&a.name))
+    });
+    ordered
 }
 
 /// The replica whose configuration new ones copy: the newest, by creation then number.
@@ -517,7 +534,7 @@ async fn scale_down(
         .iter()
         .map(|member| stop_one(docker, workload, member))
         .collect();
-    // `buffered` keeps the plan's order (highest number first) in the outcomes.
+    // `buffered` keeps the plan's order (newest first) in the outcomes.
     let outcomes: Vec<(String, Result<(), String>)> = futures::stream::iter(stops)
         .buffered(STOP_CONCURRENCY)
         .collect()
@@ -684,20 +701,78 @@ mod tests {
         assert_eq!(plan(&[], 2).create, vec![1, 2]);
     }
 
-    #[test]
-    fn scaling_down_removes_the_highest_numbers_first() {
-        let members = [
-            member("a", Some(1), 10),
-            member("c", Some(3), 30),
-            member("b", Some(2), 20),
-        ];
-        let ids: Vec<String> = plan(&members, 1).remove.into_iter().map(|m| m.id).collect();
-        assert_eq!(ids, vec!["c", "b"]);
-        assert!(plan(&members, 3).remove.is_empty() && plan(&members, 3).create.is_empty());
+    fn removed_ids(members: &[Member], target: u64) -> Vec<String> {
+        plan(members, target)
+            .remove
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
     }
 
     #[test]
-    fn a_scale_down_reply_lists_the_removed_highest_first() {
+    fn scaling_down_removes_the_newest_replicas_first() {
+        // (case, members as (id, number, created), target, ids removed in order)
+        type Case = (
+            &'static str,
+            Vec<(&'static str, Option<u64>, i64)>,
+            u64,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "created in number order",
+                vec![("a", Some(1), 10), ("c", Some(3), 30), ("b", Some(2), 20)],
+                1,
+                vec!["c", "b"],
+            ),
+            (
+                "replica 1 recreated after 2 and 3",
+                vec![("a", Some(1), 50), ("b", Some(2), 20), ("c", Some(3), 30)],
+                2,
+                vec!["a"],
+            ),
+            (
+                "replica 1 recreated, two to remove",
+                vec![("a", Some(1), 50), ("b", Some(2), 20), ("c", Some(3), 30)],
+                1,
+                vec!["a", "c"],
+            ),
+            (
+                "one scale-up created 2 and 3 in the same second",
+                vec![("a", Some(1), 10), ("b", Some(2), 20), ("c", Some(3), 20)],
+                1,
+                vec!["c", "b"],
+            ),
+            (
+                "an unknown time makes every replica go by number",
+                vec![("a", Some(1), 50), ("b", Some(2), 0), ("c", Some(3), 30)],
+                1,
+                vec!["c", "b"],
+            ),
+            (
+                "an unnumbered replica goes after the numbered of its second",
+                vec![("x", None, 20), ("b", Some(2), 20), ("a", Some(1), 10)],
+                1,
+                vec!["b", "x"],
+            ),
+        ];
+        for (case, spec, target, want) in cases {
+            let members: Vec<Member> = spec
+                .iter()
+                .map(|(id, number, created)| member(id, *number, *created))
+                .collect();
+            assert_eq!(removed_ids(&members, target), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn scaling_to_the_current_count_removes_and_creates_nothing() {
+        let members = [member("a", Some(1), 10), member("b", Some(2), 20)];
+        assert_eq!(plan(&members, 2), Plan::default());
+    }
+
+    #[test]
+    fn a_scale_down_reply_lists_the_removed_in_the_plans_order() {
         let outcomes = [("web-3".to_string(), Ok(())), ("web-2".to_string(), Ok(()))];
         assert_eq!(
             scale_down_reply("shop/web", 3, 1, &outcomes),

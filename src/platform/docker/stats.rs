@@ -14,7 +14,7 @@ use crate::model::StatsSample;
 use crate::platform::Update;
 
 /// CPU use as `docker stats` shows it: percent of one core, so two busy cores give 200%.
-/// Zero when either delta is not positive (the first read of a stream, a counter reset).
+/// Zero when either delta is not positive (an idle container, a counter reset).
 pub fn cpu_percent(stats: &Stats) -> f64 {
     let cpu = &stats.cpu_stats;
     let pre = &stats.precpu_stats;
@@ -72,15 +72,31 @@ pub fn has_reading(stats: &Stats) -> bool {
     !stats.read.starts_with("0001-")
 }
 
+/// Whether a read has a previous one to measure CPU against. The first read of a stream has
+/// none: its `precpu_stats` are empty, and the arithmetic of [`cpu_percent`] would then give
+/// the container's CPU time over the host's since boot, near zero even for a busy container.
+pub fn has_cpu_baseline(stats: &Stats) -> bool {
+    stats.precpu_stats.system_cpu_usage.unwrap_or(0) > 0
+}
+
 /// Streams the stats of one container until the engine ends the stream or the task is aborted.
+/// The first read is not sent when it has no CPU baseline, so a busy replica never shows as
+/// idle, nor counts so for the autoscaler; the next read comes a second later.
 pub async fn follow(docker: Docker, target: String, id: String, updates: mpsc::Sender<Update>) {
     let options = StatsOptions {
         stream: true,
         one_shot: false,
     };
     let mut stream = docker.stats(&id, Some(options));
+    let mut first = true;
     while let Some(item) = stream.next().await {
+        let is_first = std::mem::replace(&mut first, false);
         match item {
+            // Only the first read is judged: an engine that never sends a baseline still
+            // gets its memory and network shown from the second read on.
+            Ok(stats) if is_first && has_reading(&stats) && !has_cpu_baseline(&stats) => {
+                debug!(container = %id, "first stats read has no CPU baseline: not sent");
+            }
             Ok(stats) if !has_reading(&stats) => {
                 // A stopped container's stream goes on sending empty reads; it has nothing to
                 // say until the container runs again, when a new stream is started.
@@ -246,6 +262,27 @@ mod tests {
     }
 
     #[test]
+    fn the_first_read_of_a_stream_has_no_cpu_baseline_and_later_ones_do() {
+        // As the engine sends it: precpu_stats without system_cpu_usage; total 0.
+        let first = stats_json(
+            cpu(3_000_000_000, 108_000_000_000, Some(2), None),
+            json!({"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0,
+                   "usage_in_usermode": 0}, "throttling_data": {"periods": 0,
+                   "throttled_periods": 0, "throttled_time": 0}}),
+            v1_memory(0, 0, 0),
+            no_networks(),
+        );
+        assert!(!has_cpu_baseline(&first));
+        let later = stats_json(
+            cpu(3_000_000_000, 108_000_000_000, Some(2), None),
+            cpu(1_000_000_000, 100_000_000_000, Some(2), None),
+            v1_memory(0, 0, 0),
+            no_networks(),
+        );
+        assert!(has_cpu_baseline(&later));
+    }
+
+    #[test]
     fn cpu_percent_is_the_share_of_system_time_times_online_cpus() {
         // cpu_delta = 3_000_000_000 - 1_000_000_000 = 2e9 ns
         // system_delta = 108e9 - 100e9 = 8e9 ns (all cores together)
@@ -282,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_percent_is_zero_on_the_first_read_of_an_idle_container() {
+    fn cpu_percent_is_zero_when_the_container_used_no_cpu_between_reads() {
         // Same totals in both reads: cpu_delta = 0, so no division happens.
         let s = stats_json(
             cpu(1_000, 200_000, Some(2), None),
