@@ -180,7 +180,7 @@ impl KeyAction {
             KeyAction::Confirm => "confirm",
             KeyAction::Deny => "cancel",
             KeyAction::Autoscaler => "autoscaler view: rules, decisions",
-            KeyAction::EditRule => "edit the rule (a new one for a workload without)",
+            KeyAction::EditRule => "edit the rule, or write one for the workload",
             KeyAction::PauseRule => "pause / resume the rule",
         }
     }

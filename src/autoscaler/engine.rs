@@ -978,7 +978,10 @@ mod tests {
         assert_eq!(rules.len(), 1);
         assert!(rules[0].file.ends_with("a.yaml"));
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("b.yml: rule \"web\" is already defined in"), "{errors:?}");
+        assert!(
+            errors[0].contains("b.yml: rule \"web\" is already defined in"),
+            "{errors:?}"
+        );
     }
 
     #[test]

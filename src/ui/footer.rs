@@ -18,18 +18,19 @@ use super::help::centered;
 /// The actions whose keys the hint line shows, per mode, in order.
 fn hinted(mode: Mode) -> &'static [KeyAction] {
     match mode {
+        // The first ones fit 80 columns; the rest show on wider screens.
         Mode::Workloads => &[
             KeyAction::Logs,
             KeyAction::Scale,
             KeyAction::Restart,
             KeyAction::EditRule,
             KeyAction::Autoscaler,
-            KeyAction::Open,
             KeyAction::Filter,
-            KeyAction::SortNext,
             KeyAction::Help,
-            KeyAction::Command,
             KeyAction::Quit,
+            KeyAction::Open,
+            KeyAction::SortNext,
+            KeyAction::Command,
         ],
         Mode::Detail => &[
             KeyAction::Logs,
@@ -204,6 +205,11 @@ fn hint_word(action: KeyAction) -> &'static str {
         KeyAction::NextMatch => "next",
         KeyAction::Top => "top",
         KeyAction::Bottom => "bottom",
+        KeyAction::EditRule => "rule",
+        KeyAction::Autoscaler => "autoscaler",
+        KeyAction::PauseRule => "pause",
+        KeyAction::Up => "up",
+        KeyAction::Down => "down",
         _ => "",
     }
 }

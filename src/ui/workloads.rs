@@ -82,7 +82,7 @@ impl Column {
             Column::Image => (14, 5),
             Column::Cpu => (7, 7),
             Column::Mem => (7, 7),
-            Column::Rule => (9, 4),
+            Column::Rule => (12, 4),
             Column::Restarts => (8, 1),
             Column::Age => (5, 3),
             Column::Ports => (12, 0),
