@@ -307,6 +307,18 @@ impl TestPrometheus {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
+    /// Starts the server again after [`TestPrometheus::stop`], on the same port and with a
+    /// fresh data directory (so with no samples from before), and waits until it is ready and
+    /// its first scrape has landed, as a server that came back from a crash would.
+    pub async fn restart(&mut self) {
+        let binary = find_binary("prometheus").expect("the prometheus binary it started from");
+        self.spawn(&binary);
+        if let Err(why) = self.wait_until_ready().await {
+            panic!("Prometheus did not come back on {}: {why}", self.address);
+        }
+        self.wait_for_first_scrape().await;
+    }
+
     /// What the server has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
