@@ -662,16 +662,17 @@ async fn cycle(
     act: bool,
 ) -> (DecisionRecord, Option<String>) {
     let now = Utc::now();
-    let seen = match look(shared, rule) {
-        Ok(seen) => seen,
-        Err(reason) => return (no_workload(now, reason), None),
-    };
-    let readings = read_metrics(shared, rule, &seen).await;
+    // The lock first, so a rule whose workload is not there yet still says who holds the host.
     let standby = if act {
         take_lock(shared, rule).err()
     } else {
         None
     };
+    let seen = match look(shared, rule) {
+        Ok(seen) => seen,
+        Err(reason) => return (no_workload(now, reason), standby),
+    };
+    let readings = read_metrics(shared, rule, &seen).await;
 
     let (current, decision) = {
         let mut memory = lock(memory);

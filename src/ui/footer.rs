@@ -12,7 +12,7 @@ use crate::keymap::{KeyAction, Keymap, Mode};
 use crate::text;
 use crate::theme::Theme;
 
-use super::app::{App, Level, Prompt};
+use super::app::{App, Level, Prompt, View};
 use super::help::centered;
 
 /// The actions whose keys the hint line shows, per mode, in order.
@@ -128,6 +128,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
                 };
                 Line::styled(format!(" {}", text::sanitize_plain(&s.text)), style)
             }
+            // The editor draws its own key line; the keymap's keys do not reach it.
+            None if app.view == View::Editor => Line::raw(""),
             None => hint_line(keymap, mode, theme),
         },
     };

@@ -380,8 +380,11 @@ pub fn preview_lines(records: &[DecisionRecord]) -> Vec<String> {
             _ => "now: nothing to decide".to_string(),
         };
         lines.push(head);
+        // The reason usually quotes each metric's explanation; one it does not is shown too.
         for recommendation in &record.recommendations {
-            lines.push(format!("  {}", recommendation.explanation));
+            if !record.reason.contains(&recommendation.explanation) {
+                lines.push(format!("  {}", recommendation.explanation));
+            }
         }
         if !record.reason.is_empty() {
             lines.push(format!("  {}", record.reason));
