@@ -22,7 +22,20 @@ struct Console {
 
 impl Console {
     fn start(args: &[&str]) -> Console {
+        Console::start_in(tempfile::tempdir().unwrap(), args)
+    }
+
+    /// The console with `config_toml` as its config.toml.
+    fn start_with_config(config_toml: &str, args: &[&str]) -> Console {
         let dirs = tempfile::tempdir().unwrap();
+        let config_dir = dirs.path().join("config");
+        std::fs::create_dir_all(&config_dir).unwrap();
+        std::fs::write(config_dir.join("config.toml"), config_toml).unwrap();
+        Console::start_in(dirs, args)
+    }
+
+    /// The console with its config, data and state directories under `dirs`.
+    fn start_in(dirs: tempfile::TempDir, args: &[&str]) -> Console {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: ROWS,
@@ -356,4 +369,483 @@ fn a_bad_config_file_is_reported_with_its_line_and_column_before_the_terminal_is
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("config.toml:3:"), "{stderr}");
     assert!(stderr.contains("frame_rate"), "{stderr}");
+}
+
+/// How often the rule the editor test types is evaluated, in seconds.
+const TYPED_RULE_POLL_SECS: u64 = 1;
+
+/// The typed rule's scale-down stabilization window, in seconds.
+const TYPED_RULE_WINDOW_SECS: u64 = 10;
+
+/// The rule the editor test types for `group`: one replica per 10 of the peak of
+/// `console_load{app="<group>"}`, between 1 and 5 replicas, with a short scale-down window.
+fn typed_rule(group: &str) -> String {
+    format!(
+        "name: {group}\n\
+         target: {{ platform: docker, host: local, workload: {group} }}\n\
+         minReplicas: 1\n\
+         maxReplicas: 5\n\
+         pollingInterval: {TYPED_RULE_POLL_SECS}s\n\
+         metrics:\n\
+         \x20 - name: load\n\
+         \x20   prometheus:\n\
+         \x20     query: 'max({series})'\n\
+         \x20     type: AverageValue\n\
+         \x20     target: 10\n\
+         behavior:\n\
+         \x20 scaleDown: {{ stabilizationWindow: {TYPED_RULE_WINDOW_SECS}s }}\n",
+        series = load_series(group),
+    )
+}
+
+/// The gauge the typed rule reads for `group`.
+fn load_series(group: &str) -> String {
+    format!("console_load{{app={group:?}}}")
+}
+
+/// Kills the console if the test ends before it quit, so that its autoscaler cannot act on
+/// the containers the test's label is removing.
+struct KillOnDrop(Console);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Console {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.child.try_wait() {
+            let _ = self.0.child.kill();
+            let _ = self.0.child.wait();
+        }
+    }
+}
+
+impl Console {
+    /// Wait until `accept` takes the screen, for at most `secs` seconds; panics naming `what`.
+    fn wait_until(&self, what: &str, secs: u64, accept: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let contents = self.screen().screen().contents();
+            if accept(&contents) {
+                return contents;
+            }
+            if Instant::now() > deadline {
+                panic!("no {what} within {secs}s; the screen was:\n{contents}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// How a table column lines its cells up under its title.
+#[derive(Debug, Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// The cell of `column` in the first line below that column's title that contains `row`: a
+/// left-aligned cell runs from the title's first character to the next two spaces, a
+/// right-aligned one is the last word that ends under the title's last character.
+fn cell(screen: &str, column: &str, align: Align, row: &str) -> Option<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let (header, start) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, line)| word_at(line, column).map(|at| (i, at)))?;
+    let line: Vec<char> = lines[header + 1..]
+        .iter()
+        .find(|line| line.contains(row))?
+        .chars()
+        .collect();
+    match align {
+        Align::Left => {
+            let rest: String = line[start.min(line.len())..].iter().collect();
+            Some(rest.split("  ").next().unwrap_or("").trim().to_string())
+        }
+        Align::Right => {
+            let end = (start + column.chars().count()).min(line.len());
+            let head: String = line[..end].iter().collect();
+            head.split_whitespace().last().map(str::to_string)
+        }
+    }
+}
+
+/// Where `word` stands as a whole word in `line`, in characters.
+fn word_at(line: &str, word: &str) -> Option<usize> {
+    let chars: Vec<char> = line.chars().collect();
+    let word: Vec<char> = word.chars().collect();
+    let boundary = |c: Option<&char>| c.is_none_or(|c| !c.is_alphanumeric());
+    (0..chars.len()).find(|&i| {
+        chars[i..].starts_with(&word)
+            && (i == 0 || boundary(chars.get(i - 1)))
+            && boundary(chars.get(i + word.len()))
+    })
+}
+
+/// The running containers of the Pilothouse group `group`, as the engine lists them.
+async fn running_replicas(docker: &bollard::Docker, group: &str) -> usize {
+    let options = bollard::container::ListContainersOptions::<String> {
+        all: false,
+        filters: std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!("pilothouse.group={group}")],
+        )]),
+        ..Default::default()
+    };
+    docker
+        .list_containers(Some(options))
+        .await
+        .expect("list the group's containers")
+        .len()
+}
+
+/// Wait at most `secs` seconds until `group` runs `n` containers; panics with the count and
+/// the console's screen.
+async fn wait_for_replicas(
+    docker: &bollard::Docker,
+    group: &str,
+    n: usize,
+    secs: u64,
+    console: &Console,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let running = running_replicas(docker, group).await;
+        if running == n {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{group} runs {running} containers, not {n}, after {secs}s; the screen was:\n{}",
+                console.screen().screen().contents()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One autoscaler decision as the console's log file records it.
+#[derive(Debug, Clone, PartialEq)]
+struct LoggedDecision {
+    at: chrono::DateTime<chrono::Utc>,
+    current: u32,
+    desired: u32,
+    /// The readings as logged, such as `load=30`.
+    readings: String,
+}
+
+/// The decisions of rule `rule` in the log file `log` that had a workload to decide on.
+fn logged_decisions(log: &std::path::Path, rule: &str) -> Vec<LoggedDecision> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let rule_field = format!("rule={rule}");
+    text.lines()
+        .filter(|line| line.contains(" decision ") && line.contains(&rule_field))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let at = chrono::DateTime::parse_from_rfc3339(words.next()?).ok()?;
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .map(str::to_string)
+            };
+            Some(LoggedDecision {
+                at: at.with_timezone(&chrono::Utc),
+                current: field("current=")?.parse().ok()?,
+                desired: field("desired=")?.parse().ok()?,
+                readings: field("readings=").unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// One autoscaler scale entry of the audit log.
+#[derive(Debug, Clone)]
+struct AuditedScale {
+    outcome: String,
+    from: u64,
+    to: u64,
+    reason: String,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The autoscaler's scale entries in the audit log `audit`, in order.
+fn audited_autoscaler_scales(audit: &std::path::Path) -> Vec<AuditedScale> {
+    let text = std::fs::read_to_string(audit).unwrap_or_default();
+    text.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|v| v["origin"] == "autoscaler" && v["action"] == "scale")
+        .map(|v| {
+            let text = |key: &str| v[key].as_str().unwrap_or_default().to_string();
+            let number = |key: &str| v[key].as_u64().unwrap_or(u64::MAX);
+            let at = chrono::DateTime::parse_from_rfc3339(&text("time"))
+                .unwrap_or_else(|e| panic!("audit time in {v}: {e}"));
+            AuditedScale {
+                outcome: text("outcome"),
+                from: number("from"),
+                to: number("to"),
+                reason: text("reason"),
+                at: at.with_timezone(&chrono::Utc),
+            }
+        })
+        .collect()
+}
+
+/// One evaluation in the output of `rules simulate`.
+#[derive(Debug, Clone, Copy)]
+struct SimulatedStep {
+    t: u64,
+    current: u32,
+    /// What the rule's one metric asked for, when it could be read.
+    recommendation: Option<u64>,
+    desired: u32,
+}
+
+/// `rules simulate` of the real binary on `rule_file` over the CSV `series`, from 1 replica.
+fn simulate_with_binary(
+    rule_file: &std::path::Path,
+    series: &std::path::Path,
+) -> Vec<SimulatedStep> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pilothouse"))
+        .arg("rules")
+        .arg("simulate")
+        .arg(rule_file)
+        .arg("--series")
+        .arg(series)
+        .args(["--initial-replicas", "1", "--output", "json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rules simulate failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let count = |v: &serde_json::Value| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or_else(|| panic!("not a count: {v}"))
+    };
+    steps
+        .iter()
+        .map(|s| SimulatedStep {
+            t: s["t"].as_u64().unwrap(),
+            current: count(&s["current"]),
+            recommendation: s["recommendations"][0]["replicas"].as_u64(),
+            desired: count(&s["desired"]),
+        })
+        .collect()
+}
+
+/// Seconds from `from` to `to`.
+fn secs_between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
+    (to - from).num_milliseconds() as f64 / 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_written_in_the_editor_scales_a_workload_up_and_back_down_as_simulate_predicts() {
+    use chrono::Utc;
+
+    // A group of one container, a gauge at 30 and a Prometheus of the test's own scraping it.
+    let Some(docker) = support::docker_or_skip().await else {
+        return;
+    };
+    let label = support::TestLabel::new();
+    let group = format!("rule-{}", label.short());
+    let series = load_series(&group);
+    let Some(prometheus) = support::prometheus::prometheus_or_skip(&[(&series, 30.0)]).await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let config = support::busybox(
+        &label,
+        support::SLEEP_FOREVER,
+        &[
+            ("pilothouse.group", &group),
+            ("pilothouse.group.number", "1"),
+        ],
+    );
+    support::run_container(&docker, &format!("{group}-1"), config).await;
+    let config_toml = format!("[autoscaler]\nprometheus = \"{}\"\n", prometheus.url());
+    let mut console = KillOnDrop(Console::start_with_config(&config_toml, &[]));
+
+    // The rule, typed over the template in the editor, previewed, saved and applied.
+    console.select(&group);
+    console.keys("e");
+    console.wait_for("A scaling rule for", 10);
+    // Ctrl-K deletes to the end of the line, or the line break at its end: enough of them
+    // empty the template, whatever its length.
+    console.keys(&"\x0b".repeat(80));
+    console.wait_until("empty editor", 10, |s| {
+        !s.contains("A scaling rule for") && !s.contains("utilization")
+    });
+    let rule = typed_rule(&group);
+    console.keys(&rule.replace('\n', "\r"));
+    console.wait_for("now: 1 → 3", 20);
+    console.keys("\x13");
+    console.wait_for("the autoscaler now runs", 10);
+    let rule_file = console
+        .dirs
+        .path()
+        .join("config/rules")
+        .join(format!("{group}.yaml"));
+    assert_eq!(
+        std::fs::read_to_string(&rule_file).unwrap(),
+        rule,
+        "the rule file holds exactly the typed rule"
+    );
+    console.keys("\x1b");
+    console.wait_until("workloads table", 10, |s| word_at(s, "READY").is_some());
+
+    // Up: the query asks for ceil(30 / 10) = 3 replicas.
+    wait_for_replicas(&docker, &group, 3, 60, &console).await;
+    console.wait_until("READY 3/3 and RULE =3", 30, |s| {
+        cell(s, "READY", Align::Right, &group).as_deref() == Some("3/3")
+            && cell(s, "RULE", Align::Left, &group).is_some_and(|c| c.ends_with("=3"))
+    });
+    console.keys("a");
+    console.wait_until("rule at 3 replicas in the autoscaler view", 20, |s| {
+        s.contains("autoscaler ─ 1 rule")
+            && cell(s, "STATE", Align::Left, &group).as_deref() == Some("active")
+            && cell(s, "REPLICAS", Align::Left, &group).as_deref() == Some("3")
+    });
+    console.keys("a");
+    console.wait_until("workloads table", 10, |s| word_at(s, "READY").is_some());
+
+    // Down: the gauge drops to 5, which asks for 1; the window holds 3 for a while first.
+    let dropped_at = Utc::now();
+    prometheus.endpoint.set(&series, 5.0);
+    let hold = Duration::from_secs(TYPED_RULE_WINDOW_SECS / 2 + 1);
+    let held_until = Instant::now() + hold;
+    while Instant::now() < held_until {
+        let running = running_replicas(&docker, &group).await;
+        assert_eq!(
+            running, 3,
+            "still 3 inside the window ({hold:?} after the drop)"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_for_replicas(&docker, &group, 1, 60, &console).await;
+    let one_at = Utc::now();
+    console.wait_until("READY 1/1 and RULE =1", 30, |s| {
+        cell(s, "READY", Align::Right, &group).as_deref() == Some("1/1")
+            && cell(s, "RULE", Align::Left, &group).is_some_and(|c| c.ends_with("=1"))
+    });
+    console.quit_with("q");
+
+    // The audit log: both scales, by the autoscaler, with the numbers behind them.
+    let audit = audited_autoscaler_scales(&console.dirs.path().join("state/audit.jsonl"));
+    let steps: Vec<(&str, u64, u64)> = audit
+        .iter()
+        .map(|s| (s.outcome.as_str(), s.from, s.to))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("started", 1, 3),
+            ("ok", 1, 3),
+            ("started", 3, 1),
+            ("ok", 3, 1)
+        ],
+        "{audit:?}"
+    );
+    let rule_prefix = format!("rule {group}: ");
+    assert!(
+        audit[0].reason.starts_with(&rule_prefix)
+            && audit[0].reason.contains("load 30 / 10 per replica x 1 → 3"),
+        "{audit:?}"
+    );
+    assert!(
+        audit[2].reason.starts_with(&rule_prefix)
+            && audit[2].reason.contains("load 5 / 10 per replica x 3 → 1"),
+        "{audit:?}"
+    );
+    // A scale is audited as it starts, right after its cycle decided; the log line of that
+    // cycle comes only once the scale is done.
+    let (live_up, live_down) = (audit[0].at, audit[2].at);
+
+    // The live run, from the console's log: every cycle's count and reading, in order.
+    let log = console.dirs.path().join("data/pilothouse.log");
+    let live = logged_decisions(&log, &group);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let live_changes: Vec<(u32, u32)> = live
+        .iter()
+        .filter(|d| d.current != d.desired)
+        .map(|d| (d.current, d.desired))
+        .collect();
+    assert_eq!(live_changes, [(1, 3), (3, 1)], "{}", log_text());
+    assert_eq!(
+        (live[0].current, live[0].desired),
+        (1, 3),
+        "the first cycle scaled up:\n{}",
+        log_text()
+    );
+    let last_high = live
+        .iter()
+        .rev()
+        .find(|d| d.at < live_down && d.readings == "load=30")
+        .expect("a cycle read 30 before the scale-down");
+    let first_low = live.iter().find(|d| d.readings == "load=5").unwrap();
+    assert!(first_low.at > dropped_at, "{first_low:?} before the drop");
+    // Each timestamp is taken a few milliseconds after its cycle read the clock.
+    let window = TYPED_RULE_WINDOW_SECS as f64;
+    assert!(
+        secs_between(last_high.at, live_down) >= window - 0.1,
+        "live: scaled down at {live_down}, less than the window after the last cycle that \
+         read 30 ({})\n{}",
+        last_high.at,
+        log_text()
+    );
+
+    // What the test applied, as a series from the first cycle (the one that scaled up): 30,
+    // then 5 from the drop. The times cannot match the live run exactly: Prometheus sees the
+    // drop at its next scrape (up to 1 s later), and live cycles fall a few milliseconds off
+    // whole seconds, which can move a window's edge by one cycle.
+    let t_drop = secs_between(live_up, dropped_at);
+    let t_end = secs_between(live_up, one_at) + 5.0;
+    let csv = console.dirs.path().join("applied.csv");
+    std::fs::write(&csv, format!("t,load\n0,30\n{t_drop:.3},5\n{t_end:.3},5\n")).unwrap();
+    let simulated = simulate_with_binary(&rule_file, &csv);
+    let simulated_changes: Vec<(u64, u32, u32)> = simulated
+        .iter()
+        .filter(|s| s.current != s.desired)
+        .map(|s| (s.t, s.current, s.desired))
+        .collect();
+    let counts: Vec<(u32, u32)> = simulated_changes
+        .iter()
+        .map(|&(_, from, to)| (from, to))
+        .collect();
+    assert_eq!(counts, live_changes, "simulated {simulated:?}");
+    let (t_up, t_down) = (simulated_changes[0].0, simulated_changes[1].0);
+    let sim_last_high = simulated
+        .iter()
+        .rev()
+        .find(|s| s.t < t_down && s.recommendation == Some(3))
+        .map(|s| s.t)
+        .unwrap();
+    assert_eq!(t_up, 0, "the first cycle scales up: {simulated:?}");
+    assert_eq!(
+        t_down,
+        sim_last_high + TYPED_RULE_WINDOW_SECS,
+        "simulated: down one window after the last cycle that read 30: {simulated:?}"
+    );
+    let poll = TYPED_RULE_POLL_SECS as f64;
+    assert!(
+        t_down as f64 > t_drop + window - poll && t_down as f64 <= t_drop + window + poll,
+        "simulated: down at t={t_down}, the drop at t={t_drop:.3}: {simulated:?}"
+    );
+    println!(
+        "load dropped at t={t_drop:.3}s; scale-down live at t={:.3}s, simulated at t={t_down}s",
+        secs_between(live_up, live_down)
+    );
 }
