@@ -637,6 +637,8 @@ fn log_record(rule: &Rule, record: &DecisionRecord) {
         .collect();
     tracing::info!(
         rule = %rule.name,
+        // When the cycle decided; the line is written after any scale it started has finished.
+        decided_at = %record.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         current = record.current,
         desired = record.desired,
         readings = %readings.join(" "),
