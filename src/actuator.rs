@@ -332,7 +332,7 @@ impl Actuator {
         for req in &left {
             tracing::warn!(action = %req.describe(), "action interrupted by shutdown");
             self.audit
-                .record(req, "interrupted", "the console stopped before it finished");
+                .record(req, "interrupted", "pilothouse stopped before it finished");
         }
         left
     }

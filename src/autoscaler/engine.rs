@@ -187,6 +187,7 @@ pub fn start(
         hosts: settings.hosts,
         locks: Mutex::new(settings.locks),
         sources: Mutex::new(HashMap::new()),
+        servers: Mutex::new(Default::default()),
         query_timeout: settings.query_timeout,
     });
     let mut engine = Engine {
@@ -221,6 +222,8 @@ struct Shared {
     locks: Mutex<HostLocks>,
     /// One client per server address, made on first use.
     sources: Mutex<HashMap<String, Arc<PrometheusSource>>>,
+    /// Whether each server answered its last query, by address.
+    servers: Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
     query_timeout: Duration,
 }
 
@@ -303,6 +306,9 @@ impl Engine {
             Command::Pause(name) => self.set_paused(&name, true),
             Command::Resume(name) => self.set_paused(&name, false),
             Command::ReplaceFile { file, rules } => {
+                // The file loads now: what was said about it before no longer holds.
+                let prefix = format!("{}:", file.display());
+                self.load_errors.retain(|e| !e.starts_with(&prefix));
                 self.replace_file(&file, rules);
                 self.publish();
             }
@@ -329,8 +335,10 @@ impl Engine {
     }
 
     fn reload(&mut self) {
-        let (loaded, mut errors) = load_dir(&self.rules_dir);
+        let (loaded, errors) = load_dir(&self.rules_dir);
         let failed_files = failed_files(&errors);
+        // From here on, replacing a file may add errors of its own (a name another file holds).
+        self.load_errors = errors;
         let mut files: Vec<PathBuf> = self.running.iter().map(|r| r.file.clone()).collect();
         files.extend(loaded.iter().map(|l| l.file.clone()));
         files.sort();
@@ -339,7 +347,7 @@ impl Engine {
             if failed_files.contains(&file) {
                 let kept = self.running.iter().filter(|r| r.file == file).count();
                 if kept > 0 {
-                    errors.push(format!(
+                    self.load_errors.push(format!(
                         "{}: keeps its previous {kept} rule(s) until it loads",
                         file.display()
                     ));
@@ -353,15 +361,11 @@ impl Engine {
                 .collect();
             self.replace_file(&file, rules);
         }
-        for error in &errors {
+        for error in &self.load_errors {
             tracing::warn!(error = %error, "rule file not loaded");
         }
-        tracing::info!(
-            rules = self.running.len(),
-            errors = errors.len(),
-            "rules reloaded"
-        );
-        self.load_errors = errors;
+        let errors = self.load_errors.len();
+        tracing::info!(rules = self.running.len(), errors, "rules reloaded");
         self.publish();
     }
 
@@ -523,9 +527,14 @@ impl Engine {
     }
 
     fn publish(&self) {
+        let metric_servers = lock(&self.shared.servers)
+            .iter()
+            .map(|(server, reached)| (server.clone(), reached.clone()))
+            .collect();
         let status = Status {
             rules: self.running.iter().map(|r| r.status.clone()).collect(),
             load_errors: self.load_errors.clone(),
+            metric_servers,
         };
         self.status_tx.send_replace(Arc::new(status));
     }
@@ -816,7 +825,13 @@ async fn read_metrics(shared: &Shared, rule: &Rule, seen: &Seen) -> Vec<Reading>
                         )
                     })?;
                 let source = source_for(shared, address).map_err(|e| e.to_string())?;
-                source.instant(query).await.map_err(|e| e.to_string())
+                let answer = source.instant(query).await;
+                let reached = match &answer {
+                    Err(e) if !e.server_answered() => Err(e.to_string()),
+                    _ => Ok(()),
+                };
+                lock(&shared.servers).insert(address.to_string(), reached);
+                answer.map_err(|e| e.to_string())
             }
         }
     });
@@ -1053,6 +1068,31 @@ mod tests {
             "{:?}",
             status.load_errors
         );
+        handle.stop(Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test]
+    async fn a_reload_reports_a_name_another_file_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yaml", &rule_text("web", "web"));
+        let mut handle = engine(dir.path());
+        wait_for(&mut handle, "the rule", |s| s.rules.len() == 1).await;
+
+        std::fs::write(&a, "name: [broken\n").unwrap();
+        write(dir.path(), "b.yaml", &rule_text("web", "other"));
+        handle.send(Command::Reload);
+
+        let status = wait_for(&mut handle, "the reload", |s| !s.load_errors.is_empty()).await;
+        assert!(
+            status
+                .load_errors
+                .iter()
+                .any(|e| e.contains("b.yaml: rule \"web\" is already defined in")),
+            "{:?}",
+            status.load_errors
+        );
+        assert_eq!(status.rules.len(), 1);
+        assert!(status.rules[0].file.ends_with("a.yaml"), "a.yaml keeps web");
         handle.stop(Duration::from_secs(2)).await;
     }
 

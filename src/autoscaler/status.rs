@@ -22,6 +22,9 @@ pub struct Status {
     /// Rule files that could not be loaded, with every error as `file:line:column: message`;
     /// the rules they held before keep running.
     pub load_errors: Vec<String>,
+    /// Each Prometheus server queried so far and whether it answered its last query (an
+    /// answer with no usable number still counts as answered), or why not.
+    pub metric_servers: Vec<(String, Result<(), String>)>,
 }
 
 impl Status {

@@ -425,6 +425,7 @@ mod tests {
         Status {
             rules: vec![web, worker],
             load_errors: vec!["rules/bad.yaml:3:14: expected a whole number".into()],
+            metric_servers: Vec::new(),
         }
     }
 
@@ -524,6 +525,7 @@ pilothouse_check_up{check=\"prometheus http://127.0.0.1:9090\"} 0
         let status = Status {
             rules: vec![rule_status(WORKER)],
             load_errors: Vec::new(),
+            metric_servers: Vec::new(),
         };
         let text = render_metrics(&status, &Health::default());
         for absent in [

@@ -238,8 +238,8 @@ pub fn health(status: &Status, observed: &Observed, default_prometheus: Option<&
     Health { checks }
 }
 
-/// Each Prometheus server the Docker rules name, and whether any of its metrics' last readings
-/// succeeded (the newest error otherwise; `None` before the first reading).
+/// Each Prometheus server the Docker rules name: whether it answered its last query (an
+/// answer with no usable number counts as answered), `None` before it was first queried.
 fn prometheus_servers(
     status: &Status,
     default_prometheus: Option<&str>,
@@ -249,22 +249,111 @@ fn prometheus_servers(
         if !matches!(rule.rule.target, RuleTarget::Docker { .. }) {
             continue;
         }
-        for (metric, reading) in rule.rule.metrics.iter().zip(&rule.readings) {
+        for metric in &rule.rule.metrics {
             let MetricSource::Prometheus { server_address, .. } = &metric.source else {
                 continue;
             };
-            let server = server_address
-                .as_deref()
-                .or(default_prometheus)
-                .unwrap_or("none configured")
-                .to_string();
-            let entry = servers.entry(server).or_insert(None);
-            match reading {
-                Some(Ok(_)) => *entry = Some(Ok(())),
-                Some(Err(e)) if !matches!(entry, Some(Ok(()))) => *entry = Some(Err(e.clone())),
-                _ => {}
-            }
+            let server = server_address.as_deref().or(default_prometheus);
+            let name = server.unwrap_or("none configured").to_string();
+            let reached = match server {
+                None => Some(Err(format!(
+                    "metric {} of rule {} names no server (give --prometheus or serverAddress)",
+                    metric.name, rule.name
+                ))),
+                Some(server) => status
+                    .metric_servers
+                    .iter()
+                    .find(|(s, _)| s == server)
+                    .map(|(_, reached)| reached.clone()),
+            };
+            servers.insert(name, reached);
         }
     }
     servers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoscaler::{RuleState, RuleStatus};
+    use crate::model::PlatformKind;
+    use crate::store::Store;
+
+    fn status(reached: Option<Result<(), String>>) -> Status {
+        let text = "name: web\n\
+                    target: { platform: docker, host: local, workload: web }\n\
+                    maxReplicas: 3\n\
+                    metrics:\n\
+                    \x20 - name: rps\n\
+                    \x20   prometheus: { query: 'sum(x)', type: Value, target: 1 }\n";
+        let rule = crate::rules::parse_rules(std::path::Path::new("web.yaml"), text).unwrap();
+        let rule = Arc::new(rule.into_iter().next().unwrap());
+        let rule_status = RuleStatus {
+            name: "web".to_string(),
+            file: "web.yaml".into(),
+            rule,
+            state: RuleState::Active,
+            current: Some(1),
+            desired: Some(1),
+            // The query answered with no series: the rule's reading failed.
+            readings: vec![Some(Err("empty result".to_string()))],
+            history: Default::default(),
+            decisions_total: 1,
+            metric_errors_total: 1,
+            scales_total: 0,
+            scale_errors_total: 0,
+        };
+        Status {
+            rules: vec![rule_status],
+            load_errors: Vec::new(),
+            metric_servers: reached
+                .map(|r| vec![("http://127.0.0.1:9090".to_string(), r)])
+                .unwrap_or_default(),
+        }
+    }
+
+    fn checks(status: &Status) -> Vec<(String, bool, String)> {
+        let mut store = Store::new(2);
+        store.add_target("local", PlatformKind::Docker);
+        let observed = Arc::new(std::sync::Mutex::new(store));
+        health(status, &observed, Some("http://127.0.0.1:9090"))
+            .checks
+            .into_iter()
+            .map(|c| (c.name, c.ok, c.detail))
+            .collect()
+    }
+
+    #[test]
+    fn a_server_that_answered_with_no_usable_number_is_healthy() {
+        let checks = checks(&status(Some(Ok(()))));
+        assert!(
+            checks.contains(&(
+                "prometheus:http://127.0.0.1:9090".to_string(),
+                true,
+                "answering".to_string()
+            )),
+            "{checks:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_cannot_be_reached_fails_and_one_not_queried_yet_is_not_ready() {
+        let down = checks(&status(Some(Err("connection refused".to_string()))));
+        assert!(
+            down.iter()
+                .any(|(n, ok, d)| n.starts_with("prometheus:") && !ok && d == "connection refused")
+        );
+        let fresh = checks(&status(None));
+        assert!(
+            fresh
+                .iter()
+                .any(|(n, ok, d)| n.starts_with("prometheus:") && !ok && d == "not queried yet")
+        );
+        assert!(
+            fresh
+                .iter()
+                .any(|(n, ok, d)| n == "docker:local" && !ok && d == "connecting"),
+            "{fresh:?}"
+        );
+    }
 }

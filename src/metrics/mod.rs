@@ -41,6 +41,22 @@ pub trait MetricSource: Send + Sync {
     ) -> BoxFuture<'a, Result<Samples, MetricError>>;
 }
 
+impl MetricError {
+    /// Whether the server answered: a query it rejected or an answer with no usable number
+    /// (empty, NaN, several series) is the query's fault, not the server's.
+    pub fn server_answered(&self) -> bool {
+        matches!(
+            self,
+            MetricError::QueryRejected { .. }
+                | MetricError::EmptyResult { .. }
+                | MetricError::NotANumber { .. }
+                | MetricError::Infinite { .. }
+                | MetricError::ManySeries { .. }
+                | MetricError::UnexpectedResultType { .. }
+        )
+    }
+}
+
 /// Why a metric could not be read: what failed, on which server and query, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricError {

@@ -977,6 +977,7 @@ mod tests {
         Status {
             rules: vec![web, worker],
             load_errors: Vec::new(),
+            metric_servers: Vec::new(),
         }
     }
 
@@ -1049,6 +1050,7 @@ mod tests {
         let status = Status {
             rules: Vec::new(),
             load_errors: vec!["rules/web.yaml:3:14: expected a whole number".to_string()],
+            metric_servers: Vec::new(),
         };
         let terminal = draw(&status, 0, 80, 24);
         assert!(row_text(&terminal, 0).contains("1 error in rule files"));
@@ -1147,6 +1149,7 @@ mod tests {
         let status = Status {
             rules,
             load_errors: Vec::new(),
+            metric_servers: Vec::new(),
         };
         let terminal = draw(&status, 25, 80, 24);
         let theme = Theme::dark();
@@ -1163,6 +1166,7 @@ mod tests {
         let status = Status {
             rules: vec![rule_status(rules()[1].clone(), RuleState::Unsupported(why))],
             load_errors: Vec::new(),
+            metric_servers: Vec::new(),
         };
         let terminal = draw(&status, 0, 120, 30);
         let (x, y) = find(&terminal, "unsupported: platform kubernetes");
