@@ -453,20 +453,7 @@ impl Engine {
             ))),
         };
         let state = unsupported.map_or(RuleState::Active, RuleState::Unsupported);
-        let status = RuleStatus {
-            name: rule.name.clone(),
-            file: loaded.file.clone(),
-            rule: Arc::clone(&rule),
-            state,
-            current: None,
-            desired: None,
-            readings: vec![None; rule.metrics.len()],
-            history: Default::default(),
-            decisions_total: 0,
-            metric_errors_total: 0,
-            scales_total: 0,
-            scale_errors_total: 0,
-        };
+        let status = RuleStatus::new(loaded.file.clone(), Arc::clone(&rule), state);
         tracing::info!(rule = %rule.name, target = %rule.target, "rule loaded");
         self.running.push(Running {
             file: loaded.file,

@@ -70,6 +70,24 @@ pub struct RuleStatus {
 }
 
 impl RuleStatus {
+    /// A rule as loaded, before its first cycle.
+    pub fn new(file: PathBuf, rule: Arc<Rule>, state: RuleState) -> RuleStatus {
+        RuleStatus {
+            name: rule.name.clone(),
+            file,
+            readings: vec![None; rule.metrics.len()],
+            rule,
+            state,
+            current: None,
+            desired: None,
+            history: VecDeque::new(),
+            decisions_total: 0,
+            metric_errors_total: 0,
+            scales_total: 0,
+            scale_errors_total: 0,
+        }
+    }
+
     /// The newest decision.
     pub fn last(&self) -> Option<&DecisionRecord> {
         self.history.back()

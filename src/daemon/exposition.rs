@@ -364,7 +364,6 @@ fn escape_label_value(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::process::{Command, Stdio};
@@ -388,20 +387,7 @@ mod tests {
     /// A rule status as the autoscaler starts it: no cycle run yet.
     fn rule_status(text: &str) -> RuleStatus {
         let rule = parse_rules(Path::new("web.yaml"), text).unwrap().remove(0);
-        RuleStatus {
-            name: rule.name.clone(),
-            file: PathBuf::from("web.yaml"),
-            rule: Arc::new(rule),
-            state: RuleState::Active,
-            current: None,
-            desired: None,
-            readings: Vec::new(),
-            history: VecDeque::new(),
-            decisions_total: 0,
-            metric_errors_total: 0,
-            scales_total: 0,
-            scale_errors_total: 0,
-        }
+        RuleStatus::new(PathBuf::from("web.yaml"), Arc::new(rule), RuleState::Active)
     }
 
     /// `web` scaled 3 → 5 on rps while cpu failed; `worker` paused, never read.

@@ -288,21 +288,11 @@ mod tests {
                     \x20   prometheus: { query: 'sum(x)', type: Value, target: 1 }\n";
         let rule = crate::rules::parse_rules(std::path::Path::new("web.yaml"), text).unwrap();
         let rule = Arc::new(rule.into_iter().next().unwrap());
-        let rule_status = RuleStatus {
-            name: "web".to_string(),
-            file: "web.yaml".into(),
-            rule,
-            state: RuleState::Active,
-            current: Some(1),
-            desired: Some(1),
-            // The query answered with no series: the rule's reading failed.
-            readings: vec![Some(Err("empty result".to_string()))],
-            history: Default::default(),
-            decisions_total: 1,
-            metric_errors_total: 1,
-            scales_total: 0,
-            scale_errors_total: 0,
-        };
+        let mut rule_status = RuleStatus::new("web.yaml".into(), rule, RuleState::Active);
+        rule_status.current = Some(1);
+        rule_status.desired = Some(1);
+        // The query answered with no series: the rule's reading failed.
+        rule_status.readings = vec![Some(Err("empty result".to_string()))];
         Status {
             rules: vec![rule_status],
             load_errors: Vec::new(),

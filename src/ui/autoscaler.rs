@@ -896,20 +896,11 @@ mod tests {
     }
 
     fn rule_status(rule: Arc<Rule>, state: RuleState) -> RuleStatus {
-        RuleStatus {
-            name: rule.name.clone(),
-            file: PathBuf::from("/home/op/.config/pilothouse/rules/web.yaml"),
+        RuleStatus::new(
+            PathBuf::from("/home/op/.config/pilothouse/rules/web.yaml"),
             rule,
             state,
-            current: None,
-            desired: None,
-            readings: Vec::new(),
-            history: VecDeque::new(),
-            decisions_total: 0,
-            metric_errors_total: 0,
-            scales_total: 0,
-            scale_errors_total: 0,
-        }
+        )
     }
 
     /// `web`, active and growing from 2 to 5 after a hold and a refused scale; `worker`, in
