@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::container::ListContainersOptions;
 use chrono::{DateTime, TimeDelta, Utc};
 use pilothouse::actuator::{Actuator, AuditLog};
 use pilothouse::autoscaler::lock::HostLocks;
@@ -27,8 +25,9 @@ use pilothouse::autoscaler::{
 use pilothouse::model::PlatformKind;
 use pilothouse::rules::simulate::{Sample, Series, Step, simulate};
 use pilothouse::store::Store;
+use support::autoscale::{Group, audit_lines, rule_yaml, scales_audited, series, wait};
 use support::prometheus::{prometheus_or_skip, shared_prometheus_or_skip};
-use support::{SLEEP_FOREVER, TestLabel, busybox, docker_or_skip};
+use support::{TestLabel, docker_or_skip};
 use tokio::sync::mpsc;
 
 /// The endpoint string the engine locks the local host by.
@@ -40,100 +39,8 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// The rule's scale-down stabilization window.
 const WINDOW: Duration = Duration::from_secs(10);
 
-/// How often the waits look again.
-const POLL: Duration = Duration::from_millis(250);
-
-/// The rule every test runs, for workload `group`, reading `test_load{app="<group>"}`.
-fn rule_yaml(group: &str) -> String {
-    format!(
-        r#"name: {group}
-target: {{ platform: docker, host: local, workload: {group} }}
-minReplicas: 1
-maxReplicas: 5
-pollingInterval: 1s
-metrics:
-  - name: load
-    prometheus:
-      query: 'max(test_load{{app="{group}"}})'
-      type: AverageValue
-      target: 10
-behavior:
-  scaleUp:
-    stabilizationWindow: 0s
-    selectPolicy: Max
-    policies: [{{ type: Pods, value: 10, period: 1s }}]
-  scaleDown:
-    stabilizationWindow: {window}s
-    selectPolicy: Max
-    policies: [{{ type: Percent, value: 100, period: 1s }}]
-"#,
-        window = WINDOW.as_secs()
-    )
-}
-
-/// The series the endpoint serves for `group`.
-fn series(group: &str) -> String {
-    format!("test_load{{app={group:?}}}")
-}
-
-/// One Pilothouse group on the local engine, started with one replica.
-struct Group {
-    docker: Docker,
-    name: String,
-}
-
-impl Group {
-    /// Starts replica 1 of a new group labelled for `label`'s cleanup.
-    async fn start(docker: &Docker, label: &TestLabel) -> Group {
-        let name = label.short();
-        let labels = [
-            ("pilothouse.group", name.as_str()),
-            ("pilothouse.group.number", "1"),
-        ];
-        let config = busybox(label, SLEEP_FOREVER, &labels);
-        support::run_container(docker, &format!("{name}-1"), config).await;
-        Group {
-            docker: docker.clone(),
-            name,
-        }
-    }
-
-    /// The group's containers as `name state`, sorted by name.
-    async fn containers(&self) -> Vec<(String, String)> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("pilothouse.group={}", self.name)],
-        )]);
-        let options = ListContainersOptions {
-            all: true,
-            filters,
-            ..Default::default()
-        };
-        let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .unwrap_or_default();
-        let mut out: Vec<(String, String)> = listed
-            .iter()
-            .map(|c| {
-                let name = c.names.iter().flatten().next().cloned().unwrap_or_default();
-                let state = c.state.clone().unwrap_or_default();
-                (name.trim_start_matches('/').to_string(), state)
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// How many of its containers run, with the whole list for messages.
-    async fn running(&self) -> (usize, String) {
-        let containers = self.containers().await;
-        let running = containers.iter().filter(|(_, s)| s == "running").count();
-        let listed: Vec<String> = containers.iter().map(|(n, s)| format!("{n} {s}")).collect();
-        (running, format!("[{}]", listed.join(", ")))
-    }
-}
+/// The metric every test's rule reads; each test's own series of it has `app="<group>"`.
+const SERIES: &str = "test_load";
 
 /// One autoscaler as the console runs it: a Docker worker for `local`, the engine's own store
 /// fed by it, an actuator with an audit log, and the engine with the rule file on disk.
@@ -151,8 +58,11 @@ impl Autoscaler {
         let dir = tempfile::tempdir().expect("a directory for the autoscaler");
         let rules_dir = dir.path().join("rules");
         std::fs::create_dir_all(&rules_dir).expect("the rules directory");
-        std::fs::write(rules_dir.join(format!("{group}.yaml")), rule_yaml(group))
-            .expect("write the rule file");
+        std::fs::write(
+            rules_dir.join(format!("{group}.yaml")),
+            rule_yaml(SERIES, group, WINDOW),
+        )
+        .expect("write the rule file");
         let (rules, errors) = pilothouse::autoscaler::load_dir(&rules_dir);
         assert!(errors.is_empty(), "the rule file loads: {errors:?}");
         assert_eq!(rules.len(), 1, "one rule in {}", rules_dir.display());
@@ -215,26 +125,8 @@ impl Autoscaler {
 
     /// The autoscaler's scale lines that finished well: (from, to, reason).
     fn scales_audited(&self) -> Vec<(u64, u64, String)> {
-        audit_lines(&self.audit)
-            .iter()
-            .filter(|l| l["action"] == "scale" && l["outcome"] == "ok")
-            .map(|l| {
-                assert_eq!(l["origin"], "autoscaler", "{l}");
-                let count = |key: &str| l[key].as_u64().unwrap_or_else(|| panic!("{key}: {l}"));
-                let reason = l["reason"].as_str().unwrap_or_default().to_string();
-                (count("from"), count("to"), reason)
-            })
-            .collect()
+        scales_audited(&self.audit)
     }
-}
-
-/// Every line of the audit log at `path` (none when it was never written).
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 /// The rule's status in one line, for failure messages.
@@ -257,27 +149,6 @@ fn describe(status: &RuleStatus) -> String {
         status.scales_total,
         status.metric_errors_total
     )
-}
-
-/// Polls `check` until it gives `Ok`; panics after `within`, saying what was awaited and the
-/// last state `check` saw.
-async fn wait<T>(
-    what: &str,
-    within: Duration,
-    mut check: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = match check().await {
-            Ok(found) => return found,
-            Err(seen) => seen,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {within:?}; last seen: {seen}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// Whether the engine and the engine's host agree the group has `n` replicas: the status says
@@ -379,7 +250,7 @@ async fn the_workload_scales_up_to_what_the_query_asks_and_back_down_after_the_w
     support::ensure_test_image(&docker).await;
     let label = TestLabel::new();
     let group = Group::start(&docker, &label).await;
-    let load = series(&group.name);
+    let load = series(SERIES, &group.name);
     prometheus.endpoint.set(&load, 10.0);
     let locks = tempfile::tempdir().expect("a lock directory");
     let mut autoscaler = Autoscaler::start(&group.name, &prometheus.url(), locks.path(), "test");
@@ -476,7 +347,7 @@ async fn a_prometheus_outage_holds_the_replicas_and_recovery_resumes() {
     support::ensure_test_image(&docker).await;
     let label = TestLabel::new();
     let group = Group::start(&docker, &label).await;
-    let load = series(&group.name);
+    let load = series(SERIES, &group.name);
     prometheus.endpoint.set(&load, 30.0);
     let locks = tempfile::tempdir().expect("a lock directory");
     let mut autoscaler = Autoscaler::start(&group.name, &prometheus.url(), locks.path(), "test");
@@ -558,7 +429,7 @@ async fn a_second_engine_on_the_same_host_stands_by_and_says_who_holds_it() {
     support::ensure_test_image(&docker).await;
     let label = TestLabel::new();
     let group = Group::start(&docker, &label).await;
-    let load = series(&group.name);
+    let load = series(SERIES, &group.name);
     prometheus.endpoint.set(&load, 10.0);
     let locks = tempfile::tempdir().expect("a shared lock directory");
 

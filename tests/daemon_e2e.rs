@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,10 +18,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::container::ListContainersOptions;
+use support::autoscale::{Group, audit_lines, rule_yaml, scales_audited, series, wait};
 use support::prometheus::{prometheus_or_skip, shared_prometheus_or_skip};
-use support::{SLEEP_FOREVER, TestLabel, busybox, docker_or_skip};
+use support::{TestLabel, docker_or_skip};
 
 /// The binary under test.
 const PILOTHOUSE: &str = env!("CARGO_BIN_EXE_pilothouse");
@@ -39,48 +37,14 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// The rule's scale-down stabilization window.
 const WINDOW: Duration = Duration::from_secs(8);
 
-/// How often the waits look again.
-const POLL: Duration = Duration::from_millis(250);
-
 /// The daemon's promise on SIGTERM: it exits 0 within two seconds of the signal.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// The message of the log line that carries the listening address.
 const LISTENING: &str = "listening for /metrics and /healthz";
 
-/// A rule for the group `group` reading `max(ph_daemon_load{app="<group>"})`: 10 per replica,
-/// 1 to 5 replicas, a cycle a second, up at once and down after [`WINDOW`].
-fn rule_yaml(group: &str) -> String {
-    format!(
-        r#"name: {group}
-target: {{ platform: docker, host: local, workload: {group} }}
-minReplicas: 1
-maxReplicas: 5
-pollingInterval: 1s
-metrics:
-  - name: load
-    prometheus:
-      query: 'max(ph_daemon_load{{app="{group}"}})'
-      type: AverageValue
-      target: 10
-behavior:
-  scaleUp:
-    stabilizationWindow: 0s
-    selectPolicy: Max
-    policies: [{{ type: Pods, value: 10, period: 1s }}]
-  scaleDown:
-    stabilizationWindow: {window}s
-    selectPolicy: Max
-    policies: [{{ type: Percent, value: 100, period: 1s }}]
-"#,
-        window = WINDOW.as_secs()
-    )
-}
-
-/// The series the endpoint serves for `group`.
-fn series(group: &str) -> String {
-    format!("ph_daemon_load{{app={group:?}}}")
-}
+/// The metric every test's rule reads; each test's own series of it has `app="<group>"`.
+const SERIES: &str = "ph_daemon_load";
 
 /// The directories one daemon uses: config, data and state (each set through its
 /// `PILOTHOUSE_*_DIR` variable), and a rules directory.
@@ -117,12 +81,12 @@ impl Dirs {
 
     /// Every line of the audit log (none when it was never written).
     fn audit_lines(&self) -> Vec<serde_json::Value> {
-        let path = self.path("state").join("audit.jsonl");
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
-            .collect()
+        audit_lines(&self.audit_log())
+    }
+
+    /// Where the daemon writes its audit log.
+    fn audit_log(&self) -> PathBuf {
+        self.path("state").join("audit.jsonl")
     }
 
     /// A `pilothouse` command with the three directory variables pointing here and the log
@@ -342,90 +306,6 @@ fn sample(body: &str, name: &str) -> Option<f64> {
         })
 }
 
-/// Polls `check` until it gives `Ok`; panics after `within`, saying what was awaited and the
-/// last state `check` saw.
-async fn wait<T>(
-    what: &str,
-    within: Duration,
-    mut check: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = match check().await {
-            Ok(found) => return found,
-            Err(seen) => seen,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {within:?}; last seen: {seen}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// One Pilothouse group on the local engine, started with one replica.
-struct Group {
-    docker: Docker,
-    name: String,
-}
-
-impl Group {
-    /// Starts replica 1 of a new group labelled for `label`'s cleanup.
-    async fn start(docker: &Docker, label: &TestLabel) -> Group {
-        Group::start_with(docker, label, SLEEP_FOREVER, 1).await
-    }
-
-    /// [`Group::start`] with the replica running `cmd` and given `stop_timeout` seconds.
-    async fn start_with(
-        docker: &Docker,
-        label: &TestLabel,
-        cmd: &[&str],
-        stop_timeout: i64,
-    ) -> Group {
-        let name = label.short();
-        let labels = [
-            ("pilothouse.group", name.as_str()),
-            ("pilothouse.group.number", "1"),
-        ];
-        let mut config = busybox(label, cmd, &labels);
-        config.stop_timeout = Some(stop_timeout);
-        support::run_container(docker, &format!("{name}-1"), config).await;
-        Group {
-            docker: docker.clone(),
-            name,
-        }
-    }
-
-    /// How many of the group's containers run, and all of them as `name state` for messages.
-    async fn running(&self) -> (usize, String) {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("pilothouse.group={}", self.name)],
-        )]);
-        let options = ListContainersOptions {
-            all: true,
-            filters,
-            ..Default::default()
-        };
-        let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .unwrap_or_default();
-        let mut all: Vec<String> = listed
-            .iter()
-            .map(|c| {
-                let name = c.names.iter().flatten().next().cloned().unwrap_or_default();
-                let state = c.state.clone().unwrap_or_default();
-                format!("{} {state}", name.trim_start_matches('/'))
-            })
-            .collect();
-        all.sort();
-        let running = all.iter().filter(|c| c.ends_with(" running")).count();
-        (running, format!("[{}]", all.join(", ")))
-    }
-}
-
 /// Whether the daemon and the engine agree the group has `n` replicas: `/metrics` says `n`
 /// now and wants `n`, and `n` containers of the group run. `Ok` holds the `/metrics` body.
 async fn replicas_are(daemon: &Daemon, group: &Group, n: u32) -> Result<String, String> {
@@ -473,20 +353,6 @@ async fn wait_for_reading(daemon: &Daemon, group: &Group, value: f64) {
     .await;
 }
 
-/// The autoscaler's scale lines in the audit log that finished well, as (from, to, reason).
-fn scales_audited(dirs: &Dirs) -> Vec<(u64, u64, String)> {
-    dirs.audit_lines()
-        .iter()
-        .filter(|l| l["action"] == "scale" && l["outcome"] == "ok")
-        .map(|l| {
-            assert_eq!(l["origin"], "autoscaler", "{l}");
-            let count = |key: &str| l[key].as_u64().unwrap_or_else(|| panic!("{key}: {l}"));
-            let reason = l["reason"].as_str().unwrap_or_default().to_string();
-            (count("from"), count("to"), reason)
-        })
-        .collect()
-}
-
 /// A loopback address where nothing listens (it was free a moment ago).
 fn closed_loopback_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
@@ -504,10 +370,13 @@ async fn the_daemon_scales_a_workload_up_and_down_and_reports_it_on_metrics() {
     support::ensure_test_image(&docker).await;
     let label = TestLabel::new();
     let group = Group::start(&docker, &label).await;
-    let load = series(&group.name);
+    let load = series(SERIES, &group.name);
     prometheus.endpoint.set(&load, 10.0);
     let dirs = Dirs::new();
-    dirs.write_rule(&format!("{}.yaml", group.name), &rule_yaml(&group.name));
+    dirs.write_rule(
+        &format!("{}.yaml", group.name),
+        &rule_yaml(SERIES, &group.name, WINDOW),
+    );
     let rules = dirs.rules();
     let prometheus_url = prometheus.url();
     let args = [
@@ -557,7 +426,7 @@ async fn the_daemon_scales_a_workload_up_and_down_and_reports_it_on_metrics() {
     wait_for_replicas(&daemon, &group, 1).await;
 
     // The audit log: both scales, by the autoscaler, each with the rule and its reading.
-    let audited = scales_audited(&dirs);
+    let audited = scales_audited(&dirs.audit_log());
     let counts: Vec<(u64, u64)> = audited.iter().map(|(f, t, _)| (*f, *t)).collect();
     assert_eq!(counts, [(1, 3), (3, 1)], "{audited:?}");
     assert!(
@@ -593,7 +462,7 @@ async fn the_daemon_scales_a_workload_up_and_down_and_reports_it_on_metrics() {
 #[tokio::test]
 async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_previous_rules() {
     let dirs = Dirs::new();
-    let good = rule_yaml("web");
+    let good = rule_yaml(SERIES, "web", WINDOW);
     let file = dirs.write_rule("web.yaml", &good);
     let rules = dirs.rules();
     let prometheus_url = format!("http://{}", closed_loopback_port());
@@ -670,7 +539,7 @@ async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_previous_rules() {
     assert_eq!(loaded_web(&daemon), 1, "{}", daemon.output());
     std::fs::write(&file, good.replace("maxReplicas: 5", "maxReplicas: 7"))
         .expect("fix the rule file");
-    dirs.write_rule("api.yaml", &rule_yaml("api"));
+    dirs.write_rule("api.yaml", &rule_yaml(SERIES, "api", WINDOW));
     daemon.signal("HUP");
     let body = wait(
         "both rules and no load errors on /metrics",
@@ -727,10 +596,13 @@ async fn healthz_is_not_ready_while_prometheus_is_down() {
     support::ensure_test_image(&docker).await;
     let label = TestLabel::new();
     let group = Group::start(&docker, &label).await;
-    let load = series(&group.name);
+    let load = series(SERIES, &group.name);
     prometheus.endpoint.set(&load, 20.0);
     let dirs = Dirs::new();
-    dirs.write_rule(&format!("{}.yaml", group.name), &rule_yaml(&group.name));
+    dirs.write_rule(
+        &format!("{}.yaml", group.name),
+        &rule_yaml(SERIES, &group.name, WINDOW),
+    );
     let rules = dirs.rules();
     let prometheus_url = prometheus.url();
     let args = [
@@ -801,7 +673,7 @@ async fn healthz_is_not_ready_while_prometheus_is_down() {
     replicas_are(&daemon, &group, 2)
         .await
         .expect("still 2 after recovery");
-    let audited = scales_audited(&dirs);
+    let audited = scales_audited(&dirs.audit_log());
     let counts: Vec<(u64, u64)> = audited.iter().map(|(f, t, _)| (*f, *t)).collect();
     assert_eq!(counts, [(1, 2)], "no scale during the outage: {audited:?}");
 
@@ -902,10 +774,13 @@ async fn sigterm_during_a_scale_exits_within_two_seconds_and_audits_it_as_interr
     // Replicas that ignore SIGTERM and have 30 s to stop: removing one takes 30 s.
     let stubborn = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"];
     let group = Group::start_with(&docker, &label, &stubborn, 30).await;
-    let load = series(&group.name);
+    let load = series(SERIES, &group.name);
     prometheus.endpoint.set(&load, 20.0);
     let dirs = Dirs::new();
-    dirs.write_rule(&format!("{}.yaml", group.name), &rule_yaml(&group.name));
+    dirs.write_rule(
+        &format!("{}.yaml", group.name),
+        &rule_yaml(SERIES, &group.name, WINDOW),
+    );
     let rules = dirs.rules();
     let prometheus_url = prometheus.url();
     let args = [

@@ -520,6 +520,7 @@ impl WorkerUnderTest {
     }
 }
 
+pub mod autoscale;
 pub mod prometheus;
 
 /// Where [`Signals`] appears inside a test container.
