@@ -96,6 +96,7 @@ fn inputs(recorded: &Recorded) -> Inputs<'_> {
         scale_events: &recorded.scale_events,
         failed_cycles: 0,
         now: at(NOW),
+        history_since: None,
     }
 }
 

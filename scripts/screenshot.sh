@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make the README's screenshot from the real binary: start a few labelled containers on the local
-# engine, run the console in tmux at 120x32, capture the screen as text, and clean up.
+# Make the README's screenshots from the real binary: start a few labelled containers on the local
+# engine and a scaling rule for one of them, run the console in tmux at 120x32, capture the
+# workloads screen and the autoscaler view as text, and clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:-target/release/pilothouse}
@@ -33,6 +34,17 @@ run scratchpad "$image" sh -c 'sleep 2; exit 3'
 export PILOTHOUSE_CONFIG_DIR PILOTHOUSE_DATA_DIR PILOTHOUSE_STATE_DIR
 tmp=$(mktemp -d)
 PILOTHOUSE_CONFIG_DIR=$tmp/config PILOTHOUSE_DATA_DIR=$tmp/data PILOTHOUSE_STATE_DIR=$tmp/state
+mkdir -p "$tmp/config/rules"
+cat > "$tmp/config/rules/web.yaml" <<'RULE'
+name: web
+target: { platform: docker, host: local, workload: shop/web }
+minReplicas: 2
+maxReplicas: 6
+pollingInterval: 2s
+metrics:
+  - name: cpu
+    cpu: { utilization: 70 }
+RULE
 tm new-session -d -x 120 -y 32 "$binary"
 sleep 8
 # Only this script's workloads, then the web service selected.
@@ -41,5 +53,8 @@ sleep 1
 tm send-keys j j
 sleep 3
 tm capture-pane -p > "${2:-assets/screenshot.txt}"
-tm send-keys q
+tm send-keys a
+sleep 2
+tm capture-pane -p > "${3:-assets/screenshot-autoscaler.txt}"
+tm send-keys q q
 rm -rf "$tmp"

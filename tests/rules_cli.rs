@@ -226,11 +226,14 @@ fn simulate_starts_from_the_initial_replicas_given() {
         "4",
     ]);
     let csv = text(&out.stdout);
-    // 100 at 4 replicas: ratio 0.25 → 1, but the scale-down window starts with no history,
-    // so the first cycle shrinks at once (100 % per 15 s) to 1.
+    // 100 at 4 replicas: ratio 0.25 → 1, but the replay has no history before t=0, so the
+    // scale-down waits out its 300 s window from there, as the live loop does when it starts.
     assert_eq!(
         csv.lines().nth(1),
-        Some("0,4,1,1,\"rps 100 / 100 per replica x 4 → 1\"")
+        Some(
+            "0,4,1,4,\"rps 100 / 100 per replica x 4 → 1; scale-down waits: the rule has run \
+             0s of its 300s window, keeps 4\""
+        )
     );
 }
 

@@ -235,6 +235,8 @@ struct Memory {
     failed_cycles: u32,
     /// The count of the last scale and when it was done, until the host reports it.
     last_scale: Option<(u32, DateTime<Utc>)>,
+    /// The first cycle that found the workload: the history starts there.
+    since: Option<DateTime<Utc>>,
 }
 
 /// A rule the engine holds, and its task while it has one.
@@ -676,6 +678,7 @@ async fn cycle(
         let mut memory = lock(memory);
         let current = expected_current(&mut memory, seen.current, now);
         let memory = &mut *memory;
+        let since = *memory.since.get_or_insert(now);
         retain_recent(
             rule,
             now,
@@ -691,6 +694,7 @@ async fn cycle(
                 scale_events: &memory.scale_events,
                 failed_cycles: memory.failed_cycles,
                 now,
+                history_since: Some(since),
             },
         );
         if act {

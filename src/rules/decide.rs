@@ -57,6 +57,11 @@ pub struct Inputs<'a> {
     pub failed_cycles: u32,
     /// The time of this cycle.
     pub now: DateTime<Utc>,
+    /// Since when the caller has recorded recommendations. Before it the history is unknown,
+    /// and a scale-down window that reaches back past it counts the current count as
+    /// recommended, so a loop that just started waits out one window before it shrinks a
+    /// workload. `None` takes the recommendations as the whole history, as the HPA does.
+    pub history_since: Option<DateTime<Utc>>,
 }
 
 /// What one metric asked for in this cycle.
@@ -404,7 +409,20 @@ fn stabilize(rule: &Rule, inputs: &Inputs<'_>, proposal: u32, reason: &mut Strin
             highest = highest.max(recommendation.replicas);
         }
     }
+    let unknown_before = inputs.history_since.filter(|since| down_cutoff < *since);
+    if unknown_before.is_some() {
+        highest = highest.max(inputs.current);
+    }
     let stabilized = inputs.current.max(lowest).min(highest);
+    if let Some(since) = unknown_before.filter(|_| stabilized > proposal) {
+        let _ = write!(
+            reason,
+            "; scale-down waits: the rule has run {}s of its {}s window, keeps {stabilized}",
+            (inputs.now - since).num_seconds().max(0),
+            down_window.as_secs()
+        );
+        return stabilized;
+    }
     if stabilized != proposal {
         let (direction, which, window) = if proposal < inputs.current || stabilized > proposal {
             ("scale-down", "highest", down_window)
@@ -746,6 +764,7 @@ mod tests {
                     scale_events: &events,
                     failed_cycles: self.failed_cycles,
                     now: at(NOW),
+                    history_since: None,
                 },
             )
         }
@@ -1353,5 +1372,57 @@ mod tests {
         assert_eq!(recommendations.len(), 1);
         assert_eq!(recommendations[0].replicas, 2);
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn a_loop_that_just_started_waits_one_scale_down_window_before_it_shrinks() {
+        // rps 100 / 100 per replica x 4 → 1 is asked; the loop has run 60 s of a 300 s window.
+        let rule = rule();
+        let decide_at = |since: i64, history: &[Recommendation]| {
+            decide(
+                &rule,
+                &Inputs {
+                    current: 4,
+                    readings: &[Ok(100.0)],
+                    recommendations: history,
+                    scale_events: &[],
+                    failed_cycles: 0,
+                    now: at(NOW),
+                    history_since: Some(at(NOW - since)),
+                },
+            )
+        };
+        let young = decide_at(60, &[]);
+        assert_eq!(young.desired, 4, "{}", young.reason);
+        assert!(
+            young
+                .reason
+                .contains("the rule has run 60s of its 300s window, keeps 4"),
+            "{}",
+            young.reason
+        );
+        assert_eq!(
+            young.record.map(|r| r.replicas),
+            Some(1),
+            "the proposal is still kept"
+        );
+
+        let old = decide_at(301, &[]);
+        assert_eq!(old.desired, 1, "a full window has passed: {}", old.reason);
+
+        // A scale-up is never held back by the unknown history.
+        let up = decide(
+            &rule,
+            &Inputs {
+                current: 1,
+                readings: &[Ok(400.0)],
+                recommendations: &[],
+                scale_events: &[],
+                failed_cycles: 0,
+                now: at(NOW),
+                history_since: Some(at(NOW)),
+            },
+        );
+        assert_eq!(up.desired, 4, "{}", up.reason);
     }
 }

@@ -200,6 +200,8 @@ pub fn simulate(rule: &Rule, series: &Series, initial: u32) -> Vec<Step> {
                 scale_events: &scale_events,
                 failed_cycles,
                 now,
+                // As in the live loop: the replay starts with no history.
+                history_since: Some(start),
             },
         );
         recommendations.extend(decision.record);
