@@ -133,11 +133,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// An audit log at `path`, recording the current user and host name.
     pub fn new(path: PathBuf) -> Self {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(user_from_uid);
+        let user = current_user();
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         AuditLog { path, user, host }
     }
@@ -167,6 +163,15 @@ impl AuditLog {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write audit log");
         }
     }
+}
+
+/// Who runs this process: `USER`, else `LOGNAME`, else the name of its uid.
+pub fn current_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(user_from_uid)
 }
 
 /// The name of the process's user from its uid and `/etc/passwd`, or `uid N` when the uid has
@@ -312,6 +317,13 @@ pub enum ActionError {
 }
 
 impl Actuator {
+    /// Whether an action on `workload` has started and not finished.
+    pub fn busy(&self, workload: &WorkloadId) -> bool {
+        lock(&self.in_flight)
+            .iter()
+            .any(|(_, r)| r.workload == *workload)
+    }
+
     /// Descriptions of the actions started and not finished.
     pub fn in_flight(&self) -> Vec<String> {
         lock(&self.in_flight)

@@ -37,6 +37,8 @@ pub enum ConnState {
     Connected {
         version: String,
         api_version: String,
+        /// The engine's ID, the same by every address it is reached at.
+        engine_id: String,
     },
     /// The last attempt failed; the worker retries after `retry_in_secs`.
     Disconnected {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use super::lock::HostLocks;
+use super::lock::{HostLocks, LockError};
 use super::observe::Observed;
 use super::status::{Act, DecisionRecord, HISTORY, RuleState, RuleStatus, Status};
 use crate::actuator::{ActionKind, ActionRequest, Actuator};
@@ -105,30 +105,60 @@ impl EngineHandle {
 }
 
 /// Read every `*.yaml` and `*.yml` file in `dir` (a missing directory has no rules). Errors are
-/// `file:line:column: message` lines; a rule whose name an earlier file already used is an
-/// error too, and is left out.
+/// `file:line:column: message` lines; a rule whose name an earlier file already used, or whose
+/// workload an earlier rule already scales, is an error too, and is left out.
 pub fn load_dir(dir: &Path) -> (Vec<LoadedRule>, Vec<String>) {
-    let mut loaded = Vec::new();
-    let mut errors = Vec::new();
-    for file in rule_files(dir, &mut errors) {
-        match rules::load_rules(&file) {
-            Ok(rules) => add_unique(&mut loaded, &mut errors, &file, rules),
-            Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
-        }
-    }
-    (loaded, errors)
+    let read = read_dir(dir);
+    (read.rules, read.errors)
 }
 
-fn rule_files(dir: &Path, errors: &mut Vec<String>) -> Vec<PathBuf> {
+/// A rules directory as read: its rules, its errors, the files that did not load, and whether
+/// the directory itself could be read.
+struct DirRead {
+    rules: Vec<LoadedRule>,
+    errors: Vec<String>,
+    failed: Vec<PathBuf>,
+    listed: bool,
+}
+
+fn read_dir(dir: &Path) -> DirRead {
+    let mut read = DirRead {
+        rules: Vec::new(),
+        errors: Vec::new(),
+        failed: Vec::new(),
+        listed: true,
+    };
+    let files = match rule_files(dir) {
+        Ok(files) => files,
+        Err(None) => return read,
+        Err(Some(error)) => {
+            read.errors.push(error);
+            read.listed = false;
+            return read;
+        }
+    };
+    for file in files {
+        match rules::load_rules(&file) {
+            Ok(rules) => add_unique(&mut read.rules, &mut read.errors, &file, rules),
+            Err(errs) => {
+                read.errors.extend(errs.iter().map(ToString::to_string));
+                read.failed.push(file);
+            }
+        }
+    }
+    read
+}
+
+/// The rule files in `dir`, sorted; `Err(None)` when there is no such directory.
+fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Option<String>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
         Err(e) => {
-            errors.push(format!(
+            return Err(Some(format!(
                 "{}: cannot read the rules directory: {e}",
                 dir.display()
-            ));
-            return Vec::new();
+            )));
         }
     };
     let mut files: Vec<PathBuf> = entries
@@ -137,7 +167,7 @@ fn rule_files(dir: &Path, errors: &mut Vec<String>) -> Vec<PathBuf> {
         .filter(|p| is_rule_file(p))
         .collect();
     files.sort();
-    files
+    Ok(files)
 }
 
 /// Whether the loader reads `path`: `*.yaml` or `*.yml`, so drafts (`web.yaml.draft`) are not.
@@ -152,13 +182,8 @@ fn add_unique(
     rules: Vec<Rule>,
 ) {
     for rule in rules {
-        if let Some(earlier) = loaded.iter().find(|l| l.rule.name == rule.name) {
-            errors.push(format!(
-                "{}: rule {:?} is already defined in {}; this one is not loaded",
-                file.display(),
-                rule.name,
-                earlier.file.display()
-            ));
+        if let Some(error) = clash(loaded.iter().map(|l| (&l.file, &l.rule)), file, &rule) {
+            errors.push(error);
             continue;
         }
         loaded.push(LoadedRule {
@@ -166,6 +191,37 @@ fn add_unique(
             rule,
         });
     }
+}
+
+/// Why `rule` (from `file`) cannot join the rules already loaded: its name is taken, or its
+/// workload is scaled by another rule already (two rules on one workload fight each other).
+fn clash<'a>(
+    loaded: impl IntoIterator<Item = (&'a PathBuf, &'a Rule)>,
+    file: &Path,
+    rule: &Rule,
+) -> Option<String> {
+    for (other_file, other) in loaded {
+        if other.name == rule.name {
+            return Some(format!(
+                "{}: rule {:?} is already defined in {}; this one is not loaded",
+                file.display(),
+                rule.name,
+                other_file.display()
+            ));
+        }
+        if other.target == rule.target {
+            return Some(format!(
+                "{}: rule {:?} scales {}, which rule {:?} in {} already scales; this one is not \
+                 loaded",
+                file.display(),
+                rule.name,
+                rule.target,
+                other.name,
+                other_file.display()
+            ));
+        }
+    }
+    None
 }
 
 /// Start the engine with `rules`; `load_errors` are shown until the next load.
@@ -201,7 +257,7 @@ pub fn start(
         generation: 0,
     };
     for loaded in rules {
-        engine.add(loaded, Memory::default());
+        engine.add(loaded, Arc::new(Mutex::new(Memory::default())));
     }
     engine.publish();
     let task = tokio::spawn(engine.run(commands, reports, stop));
@@ -247,6 +303,8 @@ struct Running {
     paused: Arc<AtomicBool>,
     generation: u64,
     task: Option<JoinHandle<()>>,
+    /// Tells the task to end after the cycle in flight (its rule was replaced or removed).
+    retire: watch::Sender<bool>,
     status: RuleStatus,
 }
 
@@ -337,8 +395,28 @@ impl Engine {
     }
 
     fn reload(&mut self) {
-        let (loaded, errors) = load_dir(&self.rules_dir);
-        let failed_files = failed_files(&errors);
+        let read = read_dir(&self.rules_dir);
+        // A directory that is gone or unreadable says nothing about the rules: keep them all.
+        if !read.listed || !self.rules_dir.is_dir() {
+            let mut errors = read.errors;
+            errors.push(format!(
+                "{}: the rules directory cannot be read; the {} loaded rule(s) keep running",
+                self.rules_dir.display(),
+                self.running.len()
+            ));
+            for error in &errors {
+                tracing::warn!(error = %error, "rules not reloaded");
+            }
+            self.load_errors = errors;
+            self.publish();
+            return;
+        }
+        let DirRead {
+            rules: loaded,
+            errors,
+            failed: failed_files,
+            ..
+        } = read;
         // From here on, replacing a file may add errors of its own (a name another file holds).
         self.load_errors = errors;
         let mut files: Vec<PathBuf> = self.running.iter().map(|r| r.file.clone()).collect();
@@ -384,13 +462,9 @@ impl Engine {
             }
         }
         for rule in rules {
-            if let Some(other) = self.running.iter().find(|r| r.rule.name == rule.name) {
-                self.load_errors.push(format!(
-                    "{}: rule {:?} is already defined in {}; this one is not loaded",
-                    file.display(),
-                    rule.name,
-                    other.file.display()
-                ));
+            let others = self.running.iter().map(|r| (&r.file, &*r.rule));
+            if let Some(error) = clash(others, file, &rule) {
+                self.load_errors.push(error);
                 continue;
             }
             let previous = old
@@ -401,10 +475,12 @@ impl Engine {
                 Some(same) if *same.rule == rule => self.running.push(same),
                 Some(changed) => {
                     stop_task(&changed);
+                    // The same workload: the new task shares the old one's memory, so a scale the
+                    // old task's last cycle is still making is counted when it ends.
                     let memory = if changed.rule.target == rule.target {
-                        lock(&changed.memory).clone()
+                        Arc::clone(&changed.memory)
                     } else {
-                        Memory::default()
+                        Arc::new(Mutex::new(Memory::default()))
                     };
                     let paused = changed.paused.load(Ordering::Relaxed);
                     let history = changed.status.history.clone();
@@ -426,7 +502,7 @@ impl Engine {
                         file: file.to_path_buf(),
                         rule,
                     },
-                    Memory::default(),
+                    Arc::new(Mutex::new(Memory::default())),
                 ),
             }
         }
@@ -436,23 +512,24 @@ impl Engine {
         }
     }
 
-    fn add(&mut self, loaded: LoadedRule, memory: Memory) {
+    fn add(&mut self, loaded: LoadedRule, memory: Arc<Mutex<Memory>>) {
         self.generation += 1;
         let rule = Arc::new(loaded.rule);
-        let memory = Arc::new(Mutex::new(memory));
         let paused = Arc::new(AtomicBool::new(false));
         let unsupported = self.unsupported(&rule);
+        let (retire, retired) = watch::channel(false);
         let task = match &unsupported {
             Some(_) => None,
-            None => Some(tokio::spawn(rule_loop(
-                Arc::clone(&self.shared),
-                Arc::clone(&rule),
-                Arc::clone(&memory),
-                Arc::clone(&paused),
-                self.generation,
-                self.reports_tx.clone(),
-                self.stop.clone(),
-            ))),
+            None => Some(tokio::spawn(rule_loop(RuleTask {
+                shared: Arc::clone(&self.shared),
+                rule: Arc::clone(&rule),
+                memory: Arc::clone(&memory),
+                paused: Arc::clone(&paused),
+                generation: self.generation,
+                reports: self.reports_tx.clone(),
+                stop: self.stop.clone(),
+                retired,
+            }))),
         };
         let state = unsupported.map_or(RuleState::Active, RuleState::Unsupported);
         let status = RuleStatus::new(loaded.file.clone(), Arc::clone(&rule), state);
@@ -464,6 +541,7 @@ impl Engine {
             paused,
             generation: self.generation,
             task,
+            retire,
             status,
         });
     }
@@ -529,24 +607,10 @@ impl Engine {
     }
 }
 
-/// The files named at the start of `errors` (`file:line:column: ...` or `file: ...`).
-fn failed_files(errors: &[String]) -> Vec<PathBuf> {
-    errors
-        .iter()
-        .filter_map(|e| {
-            let end = e
-                .find(".yaml:")
-                .map(|i| i + 5)
-                .or_else(|| e.find(".yml:").map(|i| i + 4));
-            end.map(|end| PathBuf::from(&e[..end]))
-        })
-        .collect()
-}
-
+/// Let a replaced or removed rule's task end once its cycle in flight is done; a scale that
+/// cycle started is never cut short.
 fn stop_task(running: &Running) {
-    if let Some(task) = &running.task {
-        task.abort();
-    }
+    let _ = running.retire.send(true);
 }
 
 fn apply_report(status: &mut RuleStatus, paused: &AtomicBool, report: Report) {
@@ -560,7 +624,7 @@ fn apply_report(status: &mut RuleStatus, paused: &AtomicBool, report: Report) {
             status.scales_total += 1;
             status.scale_errors_total += 1;
         }
-        Act::Hold | Act::Standby { .. } => {}
+        Act::Hold | Act::Standby { .. } | Act::ReadOnly { .. } => {}
     }
     status.current = record.current;
     status.desired = record.desired;
@@ -585,15 +649,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn rule_loop(
+/// What one rule's task works with.
+struct RuleTask {
     shared: Arc<Shared>,
     rule: Arc<Rule>,
     memory: Arc<Mutex<Memory>>,
     paused: Arc<AtomicBool>,
     generation: u64,
     reports: mpsc::UnboundedSender<Report>,
-    mut stop: watch::Receiver<bool>,
-) {
+    /// The engine is stopping.
+    stop: watch::Receiver<bool>,
+    /// This rule was replaced or removed.
+    retired: watch::Receiver<bool>,
+}
+
+async fn rule_loop(task: RuleTask) {
+    let RuleTask {
+        shared,
+        rule,
+        memory,
+        paused,
+        generation,
+        reports,
+        mut stop,
+        mut retired,
+    } = task;
     let mut ticker = tokio::time::interval(rule.polling_interval.max(Duration::from_secs(1)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -601,6 +681,11 @@ async fn rule_loop(
             biased;
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+            changed = retired.changed() => {
+                if changed.is_err() || *retired.borrow() {
                     return;
                 }
             }
@@ -663,11 +748,7 @@ async fn cycle(
 ) -> (DecisionRecord, Option<String>) {
     let now = Utc::now();
     // The lock first, so a rule whose workload is not there yet still says who holds the host.
-    let standby = if act {
-        take_lock(shared, rule).err()
-    } else {
-        None
-    };
+    let standby = if act { take_lock(shared, rule) } else { None };
     let seen = match look(shared, rule) {
         Ok(seen) => seen,
         Err(reason) => return (no_workload(now, reason), standby),
@@ -704,13 +785,18 @@ async fn cycle(
         (current, decision)
     };
 
-    let action = if !act || decision.desired == current {
+    let mut reason = decision.reason.clone();
+    let (from, to) = (current, decision.desired);
+    let action = if !act || to == from {
         Act::Hold
+    } else if shared.actuator.read_only() {
+        Act::ReadOnly { from, to }
     } else if standby.is_some() {
-        Act::Standby {
-            from: current,
-            to: decision.desired,
-        }
+        Act::Standby { from, to }
+    } else if shared.actuator.busy(&seen.id) {
+        // A scale started by an earlier cycle (or by the operator) is still running.
+        reason.push_str("; an action on the workload is still running, so this cycle waits");
+        Act::Hold
     } else {
         scale(shared, rule, &seen.id, current, &decision, memory, now).await
     };
@@ -720,7 +806,7 @@ async fn cycle(
         desired: Some(decision.desired),
         readings,
         recommendations: decision.recommendations,
-        reason: decision.reason,
+        reason,
         basis: Some(decision.basis),
         action,
     };
@@ -845,15 +931,31 @@ fn source_for(
     Ok(source)
 }
 
-/// Take (or keep) the lock of the rule's host; the error says who holds it.
-fn take_lock(shared: &Shared, rule: &Rule) -> Result<(), String> {
+/// Take (or keep) the lock of the rule's engine. `None` when this autoscaler may act;
+/// otherwise who holds the engine, or why the lock cannot be taken. An engine that is not
+/// connected needs no lock yet (nothing can act on it), and a read-only autoscaler never takes
+/// one, since it never acts and must not keep another from acting.
+fn take_lock(shared: &Shared, rule: &Rule) -> Option<String> {
     let RuleTarget::Docker { host, .. } = &rule.target else {
-        return Ok(());
+        return None;
     };
-    let Some(endpoint) = shared.hosts.get(host) else {
-        return Ok(());
+    if shared.actuator.read_only() {
+        return None;
+    }
+    let engine_id = match lock(&shared.observed).target(host).map(|t| &t.conn) {
+        Some(ConnState::Connected { engine_id, .. }) => engine_id.clone(),
+        _ => return None,
     };
-    lock(&shared.locks).acquire(endpoint)
+    let address = shared.hosts.get(host).map_or("?", String::as_str);
+    let about = format!("docker engine {engine_id} at {address}");
+    match lock(&shared.locks).acquire(&engine_id, &about) {
+        Ok(()) => None,
+        Err(LockError::Held(holder)) => Some(holder),
+        Err(LockError::Unusable(why)) => {
+            tracing::warn!(rule = %rule.name, %why, "cannot take the host lock, so not acting");
+            Some(format!("no one: the lock cannot be taken ({why})"))
+        }
+    }
 }
 
 async fn scale(
@@ -994,23 +1096,52 @@ mod tests {
     }
 
     #[test]
+    fn a_second_rule_for_one_workload_is_refused_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &rule_text("web", "shop"));
+        write(dir.path(), "b.yaml", &rule_text("web-too", "shop"));
+
+        let (rules, errors) = load_dir(dir.path());
+
+        assert_eq!(rules.len(), 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("b.yaml: rule \"web-too\" scales local:shop, which rule \"web\""),
+            "{errors:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_with_the_rules_directory_gone_keeps_every_rule() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("rules");
+        std::fs::create_dir(&dir).unwrap();
+        write(&dir, "web.yaml", &rule_text("web", "web"));
+        let mut handle = engine(&dir);
+        wait_for(&mut handle, "the rule", |s| s.rules.len() == 1).await;
+
+        std::fs::rename(&dir, root.path().join("moved")).unwrap();
+        std::fs::write(&dir, "not a directory").unwrap();
+        handle.send(Command::Reload);
+
+        let status = wait_for(&mut handle, "the reload", |s| !s.load_errors.is_empty()).await;
+        assert_eq!(status.rules.len(), 1, "{:?}", status.load_errors);
+        assert!(
+            status
+                .load_errors
+                .iter()
+                .any(|e| e.contains("the 1 loaded rule(s) keep running")),
+            "{:?}",
+            status.load_errors
+        );
+        handle.stop(Duration::from_secs(2)).await;
+    }
+
+    #[test]
     fn a_missing_rules_directory_has_no_rules_and_no_errors() {
         let dir = tempfile::tempdir().unwrap();
         let (rules, errors) = load_dir(&dir.path().join("nope"));
         assert!(rules.is_empty() && errors.is_empty());
-    }
-
-    #[test]
-    fn the_files_of_load_errors_are_found_for_yaml_and_yml() {
-        let errors = vec![
-            "/r/a.yaml:3:1: unknown field".to_string(),
-            "/r/b.yml: rule \"x\" is already defined".to_string(),
-            "something else".to_string(),
-        ];
-        assert_eq!(
-            failed_files(&errors),
-            [PathBuf::from("/r/a.yaml"), PathBuf::from("/r/b.yml")]
-        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! The lock that keeps two autoscalers off one Docker host: a file per host endpoint in a
-//! directory the console and the daemon share, held with an advisory lock (`flock`) for as long
+//! The lock that keeps two autoscalers off one Docker host: a file per engine (by the ID the
+//! engine reports, so two addresses of one engine share it) in a directory the console and the
+//! daemon share, held with an advisory lock (`flock`) for as long
 //! as the process runs. The holder writes who it is into the file, so the one that does not hold
 //! it can say who does. The operating system lets go of the lock when the holder exits, however
 //! it exits, so a crashed holder never leaves a stale lock behind.
@@ -13,13 +14,24 @@ use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
 
+/// Why a lock was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    /// Another autoscaler holds it; the text is who, as it wrote it.
+    #[error("{0}")]
+    Held(String),
+    /// The lock file cannot be used at all (the directory cannot be made, no permission).
+    #[error("{0}")]
+    Unusable(String),
+}
+
 /// The host locks one autoscaler holds or tries to take.
 #[derive(Debug)]
 pub struct HostLocks {
     dir: PathBuf,
     /// Who this autoscaler is, as others will read it: `console pid 12 (ana@box)`.
     holder: String,
-    /// Held locks by endpoint; the open file keeps the lock.
+    /// Held locks by key; the open file keeps the lock.
     held: HashMap<String, File>,
 }
 
@@ -38,46 +50,49 @@ impl HostLocks {
         &self.holder
     }
 
-    /// Take the lock of the Docker host at `endpoint`, or keep it if held already. When another
+    /// Take the lock named `key` (an engine's ID), or keep it if held already; `about` says
+    /// what it is for in the holder's line (`docker engine ID at ADDRESS`). When another
     /// process holds it, the error says who (as that process wrote it); when the lock file
     /// cannot be used at all, the error says why and where.
-    pub fn acquire(&mut self, endpoint: &str) -> Result<(), String> {
-        if self.held.contains_key(endpoint) {
+    pub fn acquire(&mut self, key: &str, about: &str) -> Result<(), LockError> {
+        if self.held.contains_key(key) {
             return Ok(());
         }
-        let path = self.path_for(endpoint);
-        let mut file = open(&path)?;
+        let path = self.path_for(key);
+        let mut file = open(&path).map_err(LockError::Unusable)?;
         match file.try_lock() {
             Ok(()) => {
                 let since = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-                let text = format!("{} since {since} for {endpoint}\n", self.holder);
-                write_holder(&mut file, &text)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                tracing::info!(endpoint, path = %path.display(), "took the autoscaler lock");
-                self.held.insert(endpoint.to_string(), file);
+                let text = format!("{} since {since} for {about}\n", self.holder);
+                write_holder(&mut file, &text).map_err(|e| {
+                    LockError::Unusable(format!("cannot write {}: {e}", path.display()))
+                })?;
+                tracing::info!(key, about, path = %path.display(), "took the autoscaler lock");
+                self.held.insert(key.to_string(), file);
                 Ok(())
             }
-            Err(TryLockError::WouldBlock) => Err(read_holder(&mut file)),
-            Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+            Err(TryLockError::WouldBlock) => Err(LockError::Held(read_holder(&mut file))),
+            Err(TryLockError::Error(e)) => Err(LockError::Unusable(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))),
         }
     }
 
-    /// Whether this autoscaler holds the lock of `endpoint`.
-    pub fn holds(&self, endpoint: &str) -> bool {
-        self.held.contains_key(endpoint)
+    /// Whether this autoscaler holds the lock named `key`.
+    pub fn holds(&self, key: &str) -> bool {
+        self.held.contains_key(key)
     }
 
-    fn path_for(&self, endpoint: &str) -> PathBuf {
-        self.dir
-            .join(format!("docker-{}.lock", file_stem(endpoint)))
+    fn path_for(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("docker-{}.lock", file_stem(key)))
     }
 }
 
-/// The endpoint as a file name: letters and digits kept, everything else `_`, so that
-/// `unix:///var/run/docker.sock` and `tcp://10.0.0.5:2376` each get a file of their own.
-fn file_stem(endpoint: &str) -> String {
-    endpoint
-        .chars()
+/// The key as a file name: letters and digits kept, everything else `_` (an engine ID such as
+/// `ABCD:EFGH:...` becomes `ABCD_EFGH_...`).
+fn file_stem(key: &str) -> String {
+    key.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
 }
@@ -119,9 +134,7 @@ fn read_holder(file: &mut File) -> String {
 
 /// Who this process is, for the lock file: `console pid 4242 (ana@box)`.
 pub fn describe_holder(role: &str) -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
+    let user = crate::actuator::current_user();
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     format!("{role} pid {} ({user}@{host})", std::process::id())
 }
@@ -130,19 +143,28 @@ pub fn describe_holder(role: &str) -> String {
 mod tests {
     use super::*;
 
+    fn held_by(result: Result<(), LockError>) -> String {
+        match result {
+            Err(LockError::Held(holder)) => holder,
+            other => panic!("expected the lock to be held by another, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn a_second_autoscaler_is_told_who_holds_the_host() {
+    fn a_second_autoscaler_is_told_who_holds_the_engine() {
         let dir = tempfile::tempdir().unwrap();
         let mut daemon = HostLocks::new(dir.path().to_path_buf(), "daemon pid 1".to_string());
         let mut console = HostLocks::new(dir.path().to_path_buf(), "console pid 2".to_string());
 
-        daemon.acquire("unix:///var/run/docker.sock").unwrap();
-        let err = console.acquire("unix:///var/run/docker.sock").unwrap_err();
+        daemon
+            .acquire("ENGINE:1", "docker engine ENGINE:1")
+            .unwrap();
+        let holder = held_by(console.acquire("ENGINE:1", "docker engine ENGINE:1"));
 
-        assert!(err.starts_with("daemon pid 1 since "), "{err}");
-        assert!(err.ends_with("for unix:///var/run/docker.sock"), "{err}");
-        assert!(daemon.holds("unix:///var/run/docker.sock"));
-        assert!(!console.holds("unix:///var/run/docker.sock"));
+        assert!(holder.starts_with("daemon pid 1 since "), "{holder}");
+        assert!(holder.ends_with("for docker engine ENGINE:1"), "{holder}");
+        assert!(daemon.holds("ENGINE:1"));
+        assert!(!console.holds("ENGINE:1"));
     }
 
     #[test]
@@ -150,36 +172,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut first = HostLocks::new(dir.path().to_path_buf(), "first".to_string());
         let mut second = HostLocks::new(dir.path().to_path_buf(), "second".to_string());
-        first.acquire("tcp://127.0.0.1:2375").unwrap();
-        assert!(second.acquire("tcp://127.0.0.1:2375").is_err());
+        first.acquire("E2", "e2").unwrap();
+        held_by(second.acquire("E2", "e2"));
 
         drop(first);
 
-        second.acquire("tcp://127.0.0.1:2375").unwrap();
-        assert!(second.holds("tcp://127.0.0.1:2375"));
+        second.acquire("E2", "e2").unwrap();
+        assert!(second.holds("E2"));
     }
 
     #[test]
-    fn each_host_has_a_lock_of_its_own() {
+    fn each_engine_has_a_lock_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = HostLocks::new(dir.path().to_path_buf(), "a".to_string());
         let mut b = HostLocks::new(dir.path().to_path_buf(), "b".to_string());
-        a.acquire("unix:///var/run/docker.sock").unwrap();
-        b.acquire("tcp://127.0.0.1:2375").unwrap();
-        assert!(
-            a.acquire("unix:///var/run/docker.sock").is_ok(),
-            "held again is fine"
-        );
+        a.acquire("E1", "e1").unwrap();
+        b.acquire("E2", "e2").unwrap();
+        assert!(a.acquire("E1", "e1").is_ok(), "held again is fine");
     }
 
     #[test]
-    fn a_lock_directory_that_cannot_be_made_is_an_error_naming_it() {
+    fn a_lock_directory_that_cannot_be_made_is_unusable_and_says_where() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "").unwrap();
         let mut locks = HostLocks::new(blocker.join("locks"), "x".to_string());
-        let err = locks.acquire("unix:///x").unwrap_err();
-        assert!(err.contains("cannot create the lock directory"), "{err}");
-        assert!(err.contains("locks"), "{err}");
+        match locks.acquire("E", "e") {
+            Err(LockError::Unusable(why)) => {
+                assert!(why.contains("cannot create the lock directory"), "{why}");
+                assert!(why.contains("locks"), "{why}");
+            }
+            other => panic!("expected unusable, got {other:?}"),
+        }
     }
 }

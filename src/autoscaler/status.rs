@@ -153,16 +153,19 @@ pub enum Act {
     Failed { from: u32, to: u32, error: String },
     /// A scale was wanted, but another autoscaler holds the host.
     Standby { from: u32, to: u32 },
+    /// A scale was wanted, but this autoscaler runs read-only.
+    ReadOnly { from: u32, to: u32 },
 }
 
 impl Act {
-    /// A short phrase: `hold`, `2 → 5`, `2 → 5 failed: ...`, `standby (2 → 5)`.
+    /// A short phrase: `hold`, `2 → 5`, `2 → 5 failed: ...`, `standby (2 → 5 not done)`.
     pub fn describe(&self) -> String {
         match self {
             Act::Hold => "hold".to_string(),
             Act::Scaled { from, to } => format!("{from} → {to}"),
             Act::Failed { from, to, error } => format!("{from} → {to} failed: {error}"),
             Act::Standby { from, to } => format!("standby ({from} → {to} not done)"),
+            Act::ReadOnly { from, to } => format!("read-only ({from} → {to} not done)"),
         }
     }
 }

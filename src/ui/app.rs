@@ -1405,6 +1405,7 @@ mod tests {
             state: ConnState::Connected {
                 version: "20.10".to_string(),
                 api_version: "1.41".to_string(),
+                engine_id: "TEST:ENGINE".to_string(),
             },
         });
         store.apply(&Update::Snapshot {

@@ -758,7 +758,7 @@ fn decision_cells(d: &DecisionRecord, metrics: &[Metric], theme: &Theme) -> [Cel
         Act::Hold => theme.text_dim,
         Act::Scaled { .. } => theme.success,
         Act::Failed { .. } => theme.error,
-        Act::Standby { .. } => theme.warning,
+        Act::Standby { .. } | Act::ReadOnly { .. } => theme.warning,
     };
     let action = vec![Span::styled(
         text::sanitize_plain(&d.action.describe()),

@@ -138,6 +138,9 @@ pub struct Connected {
     pub version: String,
     /// The API version both sides speak after negotiation, e.g. `1.41`.
     pub api_version: String,
+    /// The engine's own ID (`docker info`), the same however the engine is reached: the
+    /// autoscaler's host lock is taken on it.
+    pub engine_id: String,
 }
 
 /// Connects to the endpoint and negotiates the API version, within [`CONNECT_TIMEOUT`].
@@ -153,10 +156,19 @@ pub async fn open(endpoint: &Endpoint) -> Result<Connected, String> {
             .version()
             .await
             .map_err(|e| describe_failure(address, &e))?;
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| describe_failure(address, &e))?;
         let api = docker.client_version();
         Ok(Connected {
             version: version.version.unwrap_or_default(),
             api_version: format!("{}.{}", api.major_version, api.minor_version),
+            // An engine that reports no ID is locked by its address instead.
+            engine_id: info
+                .id
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| address.to_string()),
             docker,
         })
     };

@@ -152,6 +152,7 @@ impl Worker {
         let state = ConnState::Connected {
             version: connected.version.clone(),
             api_version: connected.api_version.clone(),
+            engine_id: connected.engine_id.clone(),
         };
         if !self.send_state(state).await {
             return Outcome::Quit;
