@@ -174,6 +174,7 @@ pub fn app_with_theme(replicas: Vec<Replica>, theme: Theme) -> App {
             state: ConnState::Connected {
                 version: "20.10.24".to_string(),
                 api_version: "1.41".to_string(),
+                engine_id: "TEST:ENGINE".to_string(),
             },
         },
         Update::Snapshot {
