@@ -31,6 +31,8 @@ pub enum ActionKind {
     PauseRule { rule: String },
     /// Let a paused rule run again.
     ResumeRule { rule: String },
+    /// Save a rule file from the editor (it changes what the autoscaler does).
+    SaveRules { file: String, rules: Vec<String> },
 }
 
 /// A scale-up that adds more replicas than this at once asks first: a slip of the finger
@@ -69,7 +71,7 @@ impl ActionRequest {
                 to - from
             )),
             ActionKind::Scale { .. } | ActionKind::PauseRule { .. } => None,
-            ActionKind::ResumeRule { .. } => None,
+            ActionKind::ResumeRule { .. } | ActionKind::SaveRules { .. } => None,
             ActionKind::Restart { replica, .. } => Some(format!("Restart {replica}?")),
         }
     }
@@ -83,6 +85,7 @@ impl ActionRequest {
             }
             ActionKind::PauseRule { rule } => format!("pause rule {rule}"),
             ActionKind::ResumeRule { rule } => format!("resume rule {rule}"),
+            ActionKind::SaveRules { file, .. } => format!("save rules to {file}"),
         }
     }
 }
@@ -248,7 +251,7 @@ impl Actuator {
         }
     }
 
-    /// Pause or resume a rule: an action with no worker behind it, refused in read-only mode
+    /// Pause, resume or save a rule: an action with no worker behind it, refused in read-only mode
     /// and audited like the others. The caller tells the autoscaler once this says yes.
     pub fn record_rule_action(&self, req: &ActionRequest) -> Result<(), Refusal> {
         if self.read_only {
@@ -378,7 +381,9 @@ async fn run_on_worker(
             replicas: *to,
             reply,
         },
-        ActionKind::PauseRule { .. } | ActionKind::ResumeRule { .. } => {
+        ActionKind::PauseRule { .. }
+        | ActionKind::ResumeRule { .. }
+        | ActionKind::SaveRules { .. } => {
             return Err(format!("{} is not an action for a worker", req.describe()));
         }
     };

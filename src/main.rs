@@ -179,6 +179,10 @@ async fn console(
         previews,
     };
     let mut app = App::new(config, theme, keymap, store, actuator, platforms.workers);
+    if engine.is_none() {
+        // The rules are still shown (and found by `e`), each saying why it does not run here.
+        app.on_rules(Arc::new(idle_rules(&rules_dir)));
+    }
     app.attach_autoscaler(rules_dir, link);
     let exit = tui::run(&mut app, &mut feeds).await?;
     if let Some(engine) = engine {
@@ -186,6 +190,24 @@ async fn console(
     }
     settle_actions(&app.actuator).await;
     Ok(exit)
+}
+
+/// The rules of `dir` as a console without an autoscaler shows them.
+fn idle_rules(dir: &std::path::Path) -> autoscaler::Status {
+    let (rules, load_errors) = autoscaler::load_dir(dir);
+    let why = "the autoscaler is off in this console ([autoscaler] enabled = false)";
+    let rules = rules
+        .into_iter()
+        .map(|loaded| {
+            let state = autoscaler::RuleState::Unsupported(why.to_string());
+            autoscaler::RuleStatus::new(loaded.file, Arc::new(loaded.rule), state)
+        })
+        .collect();
+    autoscaler::Status {
+        rules,
+        load_errors,
+        metric_servers: Vec::new(),
+    }
 }
 
 /// Let actions in flight finish before the workers stop, for a bounded time; what is still

@@ -173,8 +173,10 @@ pub struct App {
     pub rules_selected: usize,
     /// The rule being edited.
     pub editor: Option<Editor>,
-    /// The view the autoscaler view or the editor returns to.
+    /// The view the autoscaler view returns to.
     pub(crate) return_to: View,
+    /// The view the editor returns to (the workloads or the autoscaler view).
+    pub(crate) editor_return: View,
     /// Where rule files live, and the running autoscaler, if any.
     pub(crate) autoscaler: AutoscalerLink,
 }
@@ -215,6 +217,7 @@ impl App {
             rules_selected: 0,
             editor: None,
             return_to: View::Workloads,
+            editor_return: View::Workloads,
             autoscaler: AutoscalerLink::default(),
         }
     }

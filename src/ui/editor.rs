@@ -143,6 +143,8 @@ pub struct Editor {
     left: usize,
     /// Lines the text showed at the last draw, for PageUp and PageDown.
     page: usize,
+    /// Why saving is refused (the console runs read-only), if it is.
+    read_only: Option<String>,
 }
 
 impl Editor {
@@ -172,6 +174,7 @@ impl Editor {
             top: 0,
             left: 0,
             page: 10,
+            read_only: None,
         };
         editor.refresh();
         // Mixed line ends are made uniform here, so the baseline is the text as it would be saved.
@@ -288,6 +291,14 @@ impl Editor {
         }
         self.preview_wanted = false;
         self.rules.clone()
+    }
+
+    /// Refuse to save, saying `why` (the console runs read-only): the text can still be read,
+    /// changed and checked, but neither the file nor a draft is written.
+    pub fn set_read_only(&mut self, why: impl Into<String>) {
+        let why = why.into();
+        self.say(Tone::Warning, why.clone());
+        self.read_only = Some(why);
     }
 
     /// Show `text` in the status line (in the error style when `is_error`) until the next edit.
@@ -484,6 +495,10 @@ impl Editor {
     }
 
     fn save(&mut self) -> EditorEffect {
+        if let Some(why) = self.read_only.clone() {
+            self.say(Tone::Error, why);
+            return EditorEffect::None;
+        }
         match self.rules.clone() {
             Some(rules) => self.save_rule(rules),
             None => self.save_draft(),

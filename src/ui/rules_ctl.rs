@@ -196,19 +196,30 @@ impl App {
             return;
         }
         let word = if pausing { "paused" } else { "resumed" };
-        self.info(format!("rule {name} {word}"));
+        match state {
+            RuleState::Standby { holder } => self.info(format!(
+                "rule {name} {word} in this console only: {holder} holds the host and runs its \
+                 own rules (pause it there)"
+            )),
+            _ => self.info(format!("rule {name} {word}")),
+        }
     }
 
     fn open_editor(&mut self, path: PathBuf, template: Option<String>) {
         let fallback = template.unwrap_or_default();
         match Editor::open_file(path, move || fallback) {
-            Ok(editor) => {
+            Ok(mut editor) => {
                 if self.view != View::Editor {
-                    self.return_to = if self.view == View::Autoscaler {
+                    self.editor_return = if self.view == View::Autoscaler {
                         View::Autoscaler
                     } else {
                         View::Workloads
                     };
+                }
+                if self.actuator.read_only() {
+                    editor.set_read_only(
+                        "read-only mode: rules can be read and checked here, not saved",
+                    );
                 }
                 self.editor = Some(editor);
                 self.view = View::Editor;
@@ -236,7 +247,7 @@ impl App {
         }
         if closed {
             self.editor = None;
-            self.view = self.return_to;
+            self.view = self.editor_return;
             return;
         }
         self.ask_preview();
@@ -245,6 +256,32 @@ impl App {
     fn apply_saved(&mut self, path: PathBuf, rules: Vec<Rule>) {
         let count = rules.len();
         let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+        let audit = ActionRequest {
+            workload: rules.first().map_or_else(
+                || WorkloadId {
+                    target: String::new(),
+                    kind: WorkloadKind::Group,
+                    name: String::new(),
+                },
+                rule_workload,
+            ),
+            kind: ActionKind::SaveRules {
+                file: path.display().to_string(),
+                rules: names.clone(),
+            },
+            origin: "operator",
+            confirmed: true,
+            reason: None,
+        };
+        // The file is written already (the editor refuses to save in read-only mode).
+        let _ = self.actuator.record_rule_action(&audit);
+        if let Some(clash) = self.clash_elsewhere(&path, &rules) {
+            let text = format!("saved {}, but {clash}", path.display());
+            if let Some(editor) = self.editor.as_mut() {
+                editor.set_message(text.clone(), true);
+            }
+            self.error(text);
+        }
         let text = match &self.autoscaler.link {
             Some(link) => {
                 let command = Command::ReplaceFile {
@@ -272,6 +309,33 @@ impl App {
             editor.set_message(text.clone(), false);
         }
         self.info(text);
+    }
+
+    /// What keeps one of `rules` (saved to `path`) from running: a name or a workload that a
+    /// rule of another file already has.
+    fn clash_elsewhere(&self, path: &std::path::Path, rules: &[Rule]) -> Option<String> {
+        let others: Vec<_> = self.rules.rules.iter().filter(|r| r.file != path).collect();
+        for rule in rules {
+            for other in &others {
+                if other.name == rule.name {
+                    return Some(format!(
+                        "rule {} is already defined in {}, so this one does not run",
+                        rule.name,
+                        other.file.display()
+                    ));
+                }
+                if other.rule.target == rule.target {
+                    return Some(format!(
+                        "rule {} in {} already scales {}, so rule {} does not run",
+                        other.name,
+                        other.file.display(),
+                        rule.target,
+                        rule.name
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// Ask the engine what the editor's rules would decide now, if the editor wants that.
@@ -391,4 +455,171 @@ pub fn preview_lines(records: &[DecisionRecord]) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crossterm::event::{KeyCode, KeyModifiers};
+
+    use super::*;
+    use crate::actuator::{Actuator, AuditLog};
+    use crate::autoscaler::RuleStatus;
+    use crate::config::Config;
+    use crate::keymap::Keymap;
+    use crate::model::{ConnState, PlatformKind};
+    use crate::platform::Update;
+    use crate::store::{GROUP_LABEL, Store};
+    use crate::theme::Theme;
+
+    const RULE: &str = "name: g\n\
+                        target: { platform: docker, host: local, workload: g }\n\
+                        maxReplicas: 3\n\
+                        metrics:\n\
+                        \x20 - name: cpu\n\
+                        \x20   cpu: { utilization: 50 }\n";
+
+    /// A console over one group `g`, read-only or not, with the rules directory `dir` and the
+    /// audit log in it; `commands` sees what the console tells the autoscaler.
+    fn app(dir: &std::path::Path, read_only: bool) -> (App, mpsc::UnboundedReceiver<Command>) {
+        let mut store = Store::new(10);
+        store.add_target("local", PlatformKind::Docker);
+        let mut replica = crate::store::tests_support::replica("c1", "g-1", &[(GROUP_LABEL, "g")]);
+        replica.state = "running".to_string();
+        store.apply(&Update::Connection {
+            target: "local".to_string(),
+            state: ConnState::Connected {
+                version: "20.10".to_string(),
+                api_version: "1.41".to_string(),
+                engine_id: "TEST:ENGINE".to_string(),
+            },
+        });
+        store.apply(&Update::Snapshot {
+            target: "local".to_string(),
+            replicas: vec![replica],
+            services: Vec::new(),
+        });
+        let (outcomes, _) = mpsc::unbounded_channel();
+        let audit = AuditLog::new(dir.join("audit.jsonl"));
+        let actuator = Actuator::new(read_only, audit, HashMap::new(), outcomes);
+        let mut app = App::new(
+            Config::default(),
+            Theme::dark(),
+            Keymap::default_bindings(),
+            store,
+            actuator,
+            HashMap::new(),
+        );
+        let (commands, seen) = mpsc::unbounded_channel();
+        let (previews, _) = mpsc::unbounded_channel();
+        app.attach_autoscaler(dir.to_path_buf(), Some(Link { commands, previews }));
+        (app, seen)
+    }
+
+    fn with_rule(app: &mut App, dir: &std::path::Path, state: RuleState) {
+        let file = dir.join("g.yaml");
+        std::fs::write(&file, RULE).unwrap();
+        let rule = crate::rules::parse_rules(&file, RULE).unwrap().remove(0);
+        let status = Status {
+            rules: vec![RuleStatus::new(file, Arc::new(rule), state)],
+            load_errors: Vec::new(),
+            metric_servers: Vec::new(),
+        };
+        app.on_rules(Arc::new(status));
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    #[tokio::test]
+    async fn leaving_the_editor_opened_from_the_autoscaler_view_goes_back_there_and_then_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut app, _commands) = app(dir.path(), false);
+        with_rule(&mut app, dir.path(), RuleState::Active);
+
+        press(&mut app, KeyCode::Char('a'));
+        assert_eq!(app.view, View::Autoscaler);
+        press(&mut app, KeyCode::Char('e'));
+        assert_eq!(app.view, View::Editor);
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(
+            app.view,
+            View::Autoscaler,
+            "the editor returns where it was opened"
+        );
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(
+            app.view,
+            View::Workloads,
+            "and the autoscaler view back to the table"
+        );
+    }
+
+    #[tokio::test]
+    async fn pausing_a_rule_on_standby_says_the_holder_still_runs_its_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut app, mut commands) = app(dir.path(), false);
+        let holder = "daemon pid 9 (root@box) since now".to_string();
+        with_rule(&mut app, dir.path(), RuleState::Standby { holder });
+
+        press(&mut app, KeyCode::Char('P'));
+
+        assert!(matches!(commands.try_recv(), Ok(Command::Pause(name)) if name == "g"));
+        let said = app
+            .status
+            .as_ref()
+            .map(|s| s.text.clone())
+            .unwrap_or_default();
+        assert!(
+            said.contains("in this console only: daemon pid 9"),
+            "{said}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_console_edits_but_never_saves_a_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut app, mut commands) = app(dir.path(), true);
+        with_rule(&mut app, dir.path(), RuleState::Active);
+        press(&mut app, KeyCode::Char('e'));
+        press(&mut app, KeyCode::Char('#'));
+
+        app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("g.yaml")).unwrap(),
+            RULE
+        );
+        assert!(!dir.path().join("g.yaml.draft").exists());
+        assert!(
+            !matches!(commands.try_recv(), Ok(Command::ReplaceFile { .. })),
+            "nothing is applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_saved_rule_is_audited_and_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut app, mut commands) = app(dir.path(), false);
+        with_rule(&mut app, dir.path(), RuleState::Active);
+        press(&mut app, KeyCode::Char('e'));
+        // A comment at the end of the first line: still the same, valid rule.
+        press(&mut app, KeyCode::End);
+        for c in " # ok".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+
+        app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+
+        let mut applied = false;
+        while let Ok(command) = commands.try_recv() {
+            applied |= matches!(command, Command::ReplaceFile { .. });
+        }
+        assert!(applied, "the saved file is applied");
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(audit.contains(r#""action":"saverules""#), "{audit}");
+        assert!(audit.contains(r#""rules":["g"]"#), "{audit}");
+    }
 }
