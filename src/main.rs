@@ -288,4 +288,8 @@ fn print_version(paths: &Paths) {
     println!("rules:       {}", paths.rules_dir().display());
     println!("log file:    {}", paths.log_file().display());
     println!("audit log:   {}", paths.audit_log().display());
+    println!(
+        "state dir:   {} (host locks in locks/ unless [autoscaler] lock_dir says otherwise)",
+        paths.state_dir.display()
+    );
 }

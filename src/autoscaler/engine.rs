@@ -6,6 +6,7 @@
 //! Not for reading the platforms: the store is fed by the workers (see [`super::observe`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -293,7 +294,15 @@ struct Memory {
     last_scale: Option<(u32, DateTime<Utc>)>,
     /// The first cycle that found the workload: the history starts there.
     since: Option<DateTime<Utc>>,
+    /// Scales that failed in a row, and the time before which the rule does not try again.
+    failures: u32,
+    retry_at: Option<DateTime<Utc>>,
 }
+
+/// The wait after the first failed scale; it doubles with each failure in a row.
+const RETRY_FIRST: TimeDelta = TimeDelta::seconds(15);
+/// The longest wait between tries of a scale that keeps failing.
+const RETRY_MAX: TimeDelta = TimeDelta::seconds(300);
 
 /// A rule the engine holds, and its task while it has one.
 struct Running {
@@ -797,6 +806,13 @@ async fn cycle(
         // A scale started by an earlier cycle (or by the operator) is still running.
         reason.push_str("; an action on the workload is still running, so this cycle waits");
         Act::Hold
+    } else if let Some(at) = retry_wait(memory, now) {
+        let _ = write!(
+            reason,
+            "; the last scale failed, so the next try waits until {}",
+            at.format("%H:%M:%S UTC")
+        );
+        Act::Hold
     } else {
         scale(shared, rule, &seen.id, current, &decision, memory, now).await
     };
@@ -997,14 +1013,30 @@ async fn scale(
                 to,
             });
             memory.last_scale = Some((to, Utc::now()));
+            memory.failures = 0;
+            memory.retry_at = None;
             Act::Scaled { from: current, to }
         }
-        Err(error) => Act::Failed {
-            from: current,
-            to,
-            error: error.to_string(),
-        },
+        Err(error) => {
+            // A scale that fails (a fixed host port, a name in use) would fail again next
+            // cycle: wait longer after each failure, so the audit log is not flooded.
+            let mut memory = lock(memory);
+            memory.failures = memory.failures.saturating_add(1);
+            let doublings = memory.failures.saturating_sub(1).min(5);
+            let wait = (RETRY_FIRST * (1 << doublings)).min(RETRY_MAX);
+            memory.retry_at = Some(Utc::now() + wait);
+            Act::Failed {
+                from: current,
+                to,
+                error: error.to_string(),
+            }
+        }
     }
+}
+
+/// When a failed scale may be tried again, if the rule is still waiting for that.
+fn retry_wait(memory: &Mutex<Memory>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    lock(memory).retry_at.filter(|at| *at > now)
 }
 
 #[cfg(test)]
