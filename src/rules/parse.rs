@@ -22,6 +22,28 @@ use crate::config::{ConfigError, is_plain_name};
 /// The longest duration a rule may name; longer ones are almost certainly a typo.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
+/// The most replicas a rule may allow: far above any real workload, and small enough that the
+/// rate policies' arithmetic cannot overflow.
+const MAX_REPLICAS: i64 = 100_000;
+
+/// The largest value of a Pods policy: as many replicas as a rule may have.
+const MAX_POLICY_PODS: i64 = MAX_REPLICAS;
+
+/// The largest value of a Percent policy: a hundredfold per period.
+const MAX_POLICY_PERCENT: i64 = 10_000;
+
+/// The smallest target or utilization; decisions show numbers to 3 decimals, so a smaller one
+/// would read as a division by 0.
+const MIN_TARGET: f64 = 0.001;
+
+/// The most failed cycles a fallback may wait for.
+const MAX_FAILURE_THRESHOLD: i64 = 100_000;
+
+/// Why `minReplicas: 0` is refused.
+const NO_SCALE_TO_ZERO: &str = "minReplicas 0 is not supported: scaling to zero leaves no \
+                                replica to measure, and a Percent policy cannot grow from 0 \
+                                (write 1 or more)";
+
 /// What a file holds: one rule, or a list of them.
 struct RawFile(Vec<Spanned<RawRule>>);
 
@@ -31,10 +53,10 @@ struct RawRule {
     name: Spanned<String>,
     target: Spanned<RawTarget>,
     #[serde(default)]
-    min_replicas: Option<Spanned<i64>>,
-    max_replicas: Spanned<i64>,
+    min_replicas: Option<Spanned<Integer>>,
+    max_replicas: Spanned<Integer>,
     #[serde(default)]
-    polling_interval: Option<Spanned<String>>,
+    polling_interval: Option<Spanned<DurationText>>,
     metrics: Spanned<Vec<Spanned<RawMetric>>>,
     #[serde(default)]
     behavior: Option<Spanned<RawBehavior>>,
@@ -76,13 +98,13 @@ struct RawPrometheus {
     query: Spanned<String>,
     #[serde(rename = "type")]
     kind: Spanned<TargetKind>,
-    target: Spanned<f64>,
+    target: Spanned<Number>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCpu {
-    utilization: Spanned<f64>,
+    utilization: Spanned<Number>,
 }
 
 #[derive(Deserialize)]
@@ -98,7 +120,7 @@ struct RawBehavior {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawScaling {
     #[serde(default)]
-    stabilization_window: Option<Spanned<String>>,
+    stabilization_window: Option<Spanned<DurationText>>,
     #[serde(default)]
     select_policy: Option<Spanned<SelectPolicy>>,
     #[serde(default)]
@@ -110,8 +132,8 @@ struct RawScaling {
 struct RawPolicy {
     #[serde(rename = "type")]
     kind: Spanned<PolicyKind>,
-    value: Spanned<i64>,
-    period: Spanned<String>,
+    value: Spanned<Integer>,
+    period: Spanned<DurationText>,
 }
 
 /// `tolerance: 0.1` or `tolerance: { scaleUp: 0.05, scaleDown: 0.2 }`.
@@ -124,16 +146,160 @@ enum RawTolerance {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawToleranceEach {
     #[serde(default)]
-    scale_up: Option<f64>,
+    scale_up: Option<Spanned<Number>>,
     #[serde(default)]
-    scale_down: Option<f64>,
+    scale_down: Option<Spanned<Number>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawFallback {
-    failure_threshold: Spanned<i64>,
-    replicas: Spanned<i64>,
+    failure_threshold: Spanned<Integer>,
+    replicas: Spanned<Integer>,
+}
+
+/// An integer as the file writes it; a quoted string, a fraction or a boolean is an error.
+///
+/// Hex, octal and `_` separators, which YAML reads as integers too, are refused by
+/// [`Errors::integer`], which sees the text as written.
+struct Integer(i64);
+
+/// A number (whole or not) as the file writes it; a quoted string or a boolean is an error.
+/// NaN and the infinities come through, for validation to refuse with the key's name.
+struct Number(f64);
+
+/// The text of a duration; a bare number is kept as its text, so that validation can say
+/// that it lacks a unit rather than that it is not a string.
+struct DurationText(String);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Integer, D::Error> {
+        deserializer.deserialize_any(IntegerVisitor)
+    }
+}
+
+struct IntegerVisitor;
+
+impl<'de> Visitor<'de> for IntegerVisitor {
+    type Value = Integer;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Integer, E> {
+        Ok(Integer(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Integer, E> {
+        i64::try_from(v)
+            .map(Integer)
+            .map_err(|_| E::custom(format!("expected an integer, got {v}, which is too large")))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Integer, E> {
+        let message = if v.is_finite() && v.fract() == 0.0 && v.abs() >= 9.2e18 {
+            // YAML reads an integer past the range of i64 as a float.
+            format!("expected an integer, got {v:e}, which is too large")
+        } else if v.fract() == 0.0 {
+            format!("expected an integer, got {v} written as a float")
+        } else {
+            format!("expected an integer, got {v}")
+        };
+        Err(E::custom(message))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Integer, E> {
+        Err(E::custom(format!("expected an integer, got {v}")))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Integer, E> {
+        Err(E::custom(format!(
+            "expected an integer, got the string {v:?}"
+        )))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Integer, E> {
+        Err(E::custom("expected an integer, got nothing"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Number, D::Error> {
+        deserializer.deserialize_any(NumberVisitor)
+    }
+}
+
+struct NumberVisitor;
+
+impl<'de> Visitor<'de> for NumberVisitor {
+    type Value = Number;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+        Ok(Number(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+        // Precision loss only above 2^53, far beyond any target.
+        #[allow(clippy::cast_precision_loss)]
+        Ok(Number(v as f64))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+        // Precision loss only beyond ±2^53, far beyond any target.
+        #[allow(clippy::cast_precision_loss)]
+        Ok(Number(v as f64))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Number, E> {
+        Err(E::custom(format!("expected a number, got {v}")))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+        Err(E::custom(format!(
+            "expected a number, got the string {v:?}"
+        )))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
+        Err(E::custom("expected a number, got nothing"))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DurationText, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+struct DurationVisitor;
+
+impl<'de> Visitor<'de> for DurationVisitor {
+    type Value = DurationText;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as 15s, 5m or 1h30m")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationText, E> {
+        Ok(DurationText(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationText, E> {
+        Ok(DurationText(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationText, E> {
+        Ok(DurationText(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationText, E> {
+        Ok(DurationText(v.to_string()))
+    }
 }
 
 impl<'de> Deserialize<'de> for RawFile {
@@ -201,6 +367,16 @@ impl<'de> Visitor<'de> for ToleranceVisitor {
         Ok(RawTolerance::One(v as f64))
     }
 
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTolerance, E> {
+        Err(E::custom(format!(
+            "expected a number, got the string {v:?}"
+        )))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawTolerance, E> {
+        Err(E::custom(format!("expected a number, got {v}")))
+    }
+
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTolerance, A::Error> {
         RawToleranceEach::deserialize(de::value::MapAccessDeserializer::new(map))
             .map(RawTolerance::Each)
@@ -210,10 +386,12 @@ impl<'de> Visitor<'de> for ToleranceVisitor {
 /// The errors found in one file, each placed at a line and column.
 struct Errors<'a> {
     path: &'a Path,
+    /// The file's text, to see how a number was written.
+    text: &'a str,
     found: Vec<ConfigError>,
 }
 
-impl Errors<'_> {
+impl<'a> Errors<'a> {
     /// Record `message` at `location` (the start of the file when the location is unknown).
     fn at(&mut self, location: &Location, message: impl Into<String>) {
         let (line, column) = position(location);
@@ -224,6 +402,65 @@ impl Errors<'_> {
             message: message.into(),
         });
     }
+
+    /// The scalar at `location` as the file writes it, when the parser knew where it was.
+    fn written(&self, location: &Location) -> Option<&'a str> {
+        let span = location.span();
+        let start = usize::try_from(span.byte_offset()?).ok()?;
+        let len = usize::try_from(span.byte_len()?).ok()?;
+        self.text.get(start..start.checked_add(len)?)
+    }
+
+    /// `value` as written (at its anchor when it is an alias), or as the parser read it.
+    fn shown<T>(&self, value: &Spanned<T>, read: impl fmt::Display) -> String {
+        self.written(&value.defined)
+            .map_or_else(|| read.to_string(), str::to_string)
+    }
+
+    /// The integer, unless the file writes it in hex, octal or with `_`, which YAML reads as
+    /// integers too but which a count should not be; records an error then.
+    fn integer(&mut self, value: &Spanned<Integer>, key: &str) -> Option<i64> {
+        match self.written(&value.defined) {
+            Some(text) if !is_decimal_integer(text) => {
+                let message = format!(
+                    "{key} `{text}` is not a decimal integer: write it in digits, as {}",
+                    value.value.0
+                );
+                self.at(&value.referenced, message);
+                None
+            }
+            _ => Some(value.value.0),
+        }
+    }
+
+    /// The number, unless the file writes it in hex, octal or with `_`; records an error then.
+    fn number(&mut self, value: &Spanned<Number>, key: &str) -> Option<f64> {
+        match self.written(&value.defined) {
+            Some(text) if !is_decimal_number(text) && value.value.0.is_finite() => {
+                let message = format!(
+                    "{key} `{text}` is not a decimal number: write it in digits, as {}",
+                    value.value.0
+                );
+                self.at(&value.referenced, message);
+                None
+            }
+            _ => Some(value.value.0),
+        }
+    }
+}
+
+/// `-12`, `+3`, `40`: decimal digits with an optional sign.
+fn is_decimal_integer(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `0.25`, `-1.5e3`, `100`: decimal digits, a point and an exponent, nothing else.
+fn is_decimal_number(text: &str) -> bool {
+    text.bytes().any(|b| b.is_ascii_digit())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
 }
 
 /// The 1-based line and column of `location`, or 1:1 when the parser did not know it.
@@ -239,9 +476,19 @@ fn position(location: &Location) -> (usize, usize) {
 
 /// See [`super::parse_rules`].
 pub(super) fn parse_rules(path: &Path, text: &str) -> Result<Vec<Rule>, Vec<ConfigError>> {
-    let raw: RawFile = serde_saphyr::from_str(text).map_err(|err| vec![yaml_error(path, &err)])?;
+    let options = serde_saphyr::options! {
+        // `name: 123` and `host: true` are errors, not the strings "123" and "true".
+        no_schema: true,
+        // Only `true` and `false` are booleans, so `host: on` stays a name.
+        strict_booleans: true,
+        // `.inf` and `.nan` reach validation, which names the key that must be finite.
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+    };
+    let raw: RawFile = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|err| vec![yaml_error(path, &err)])?;
     let mut errors = Errors {
         path,
+        text,
         found: Vec::new(),
     };
     if raw.0.is_empty() {
@@ -286,10 +533,20 @@ fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> ConfigError {
     if let Some(stripped) = message.strip_prefix(&prefix) {
         message = stripped.to_string();
     }
-    message = match message.as_str() {
-        "unexpected end of input" => "the file holds no rules (write one rule or a list)".into(),
-        "invalid i64" | "invalid u64" => "expected a whole number".into(),
-        "invalid floating point" => "expected a number".into(),
+    message = match (root_error(err), message.as_str()) {
+        // The parser's own wording names an option of the library, not what to do.
+        (serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. }, _) => {
+            format!("{key} appears twice")
+        }
+        (serde_saphyr::Error::DuplicateMappingKey { key: None, .. }, _) => {
+            "a key appears twice in this mapping".into()
+        }
+        (serde_saphyr::Error::QuotingRequired { value, .. }, _) => {
+            format!("expected text, got {value}: write \"{value}\" if it is meant as text")
+        }
+        (_, "unexpected end of input") => {
+            "the file holds no rules (write one rule or a list)".into()
+        }
         _ => message,
     };
     ConfigError::Invalid {
@@ -298,6 +555,17 @@ fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> ConfigError {
         column,
         message,
     }
+}
+
+/// The error under the parser's wrappers (a source snippet, the alias it came through).
+fn root_error(err: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    let mut err = err;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = err
+    {
+        err = error;
+    }
+    err
 }
 
 fn check_unique_rule_names(rules: &[Spanned<RawRule>], errors: &mut Errors<'_>) {
@@ -365,41 +633,53 @@ fn validate_rule(raw: RawRule, errors: &mut Errors<'_>) -> Option<Rule> {
 
 /// `minReplicas` and `maxReplicas`; defaults stand in for bad values so later checks go on.
 fn validate_bounds(
-    min: Option<&Spanned<i64>>,
-    max: &Spanned<i64>,
+    min: Option<&Spanned<Integer>>,
+    max: &Spanned<Integer>,
     errors: &mut Errors<'_>,
 ) -> (u32, u32) {
     let min_value = match min {
-        None => 1,
-        Some(min) => match u32::try_from(min.value) {
-            Ok(value) => value,
-            Err(_) => {
-                errors.at(
-                    &min.referenced,
-                    format!("minReplicas must be 0 or more, not {}", min.value),
-                );
-                1
-            }
-        },
+        None => Some(1),
+        Some(min) => errors
+            .integer(min, "minReplicas")
+            .and_then(|value| replica_count(min, value, "minReplicas", errors)),
     };
-    let max_value = match u32::try_from(max.value) {
-        Ok(value) if value >= 1 => value,
-        _ => {
-            errors.at(
-                &max.referenced,
-                format!("maxReplicas must be 1 or more, not {}", max.value),
-            );
-            return (min_value, min_value.max(1));
-        }
-    };
-    if min_value > max_value {
+    let max_value = errors
+        .integer(max, "maxReplicas")
+        .and_then(|value| replica_count(max, value, "maxReplicas", errors));
+    if let (Some(min_value), Some(max_value)) = (min_value, max_value)
+        && min_value > max_value
+    {
         let location = min.map_or(&max.referenced, |min| &min.referenced);
         errors.at(
             location,
             format!("minReplicas {min_value} is greater than maxReplicas {max_value}"),
         );
     }
-    (min_value, max_value)
+    let min_value = min_value.unwrap_or(1);
+    (min_value, max_value.unwrap_or(min_value))
+}
+
+/// `value` as a replica count from 1 to [`MAX_REPLICAS`]; records an error when it is not.
+fn replica_count(
+    raw: &Spanned<Integer>,
+    value: i64,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<u32> {
+    if value == 0 && key == "minReplicas" {
+        errors.at(&raw.referenced, NO_SCALE_TO_ZERO);
+        return None;
+    }
+    let count = u32::try_from(value)
+        .ok()
+        .filter(|_| (1..=MAX_REPLICAS).contains(&value));
+    if count.is_none() {
+        errors.at(
+            &raw.referenced,
+            format!("{key} must be from 1 to {MAX_REPLICAS}, not {value}"),
+        );
+    }
+    count
 }
 
 fn validate_target(raw: &Spanned<RawTarget>, errors: &mut Errors<'_>) -> Option<RuleTarget> {
@@ -489,6 +769,9 @@ fn validate_kubernetes_target(
     {
         errors.at(&context.referenced, "context must not be empty");
     }
+    if let Some(context) = context {
+        no_control_chars(context, "context", errors);
+    }
     let namespace = required(
         &target.namespace,
         "namespace",
@@ -526,6 +809,25 @@ fn validate_kubernetes_target(
         kind,
         name,
     })
+}
+
+/// Record an error when `value` holds a control character other than a line break or a tab
+/// (which a multi-line query may hold): such text is a terminal's command, never PromQL or a
+/// name, and would act on whoever reads it in a decision or a log.
+fn no_control_chars(value: &Spanned<String>, key: &str, errors: &mut Errors<'_>) {
+    if let Some(c) = value
+        .value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        errors.at(
+            &value.referenced,
+            format!(
+                "{key} holds the control character U+{:04X}; remove it",
+                u32::from(c)
+            ),
+        );
+    }
 }
 
 /// `value`, or an error at `parent` saying `key` is missing from `what`.
@@ -676,11 +978,13 @@ fn validate_prometheus(
                 format!("serverAddress `{text}` must be an http:// or https:// URL"),
             );
         }
+        no_control_chars(address, "serverAddress", errors);
     }
     if prometheus.query.value.trim().is_empty() {
         errors.at(&prometheus.query.referenced, "query must not be empty");
     }
-    positive_number(&prometheus.target, "target", errors);
+    no_control_chars(&prometheus.query, "query", errors);
+    let target = target_number(&prometheus.target, "target", errors);
     if errors.found.len() > before {
         return None;
     }
@@ -688,27 +992,27 @@ fn validate_prometheus(
         server_address: prometheus.server_address.as_ref().map(|a| a.value.clone()),
         query: prometheus.query.value.clone(),
         kind: prometheus.kind.value,
-        target: prometheus.target.value,
+        target: target?,
     })
 }
 
 fn validate_cpu(raw: &Spanned<RawCpu>, errors: &mut Errors<'_>) -> Option<MetricSource> {
-    let utilization = &raw.value.utilization;
-    positive_number(utilization, "utilization", errors).then_some(MetricSource::Cpu {
-        utilization: utilization.value,
-    })
+    let utilization = target_number(&raw.value.utilization, "utilization", errors)?;
+    Some(MetricSource::Cpu { utilization })
 }
 
-/// Whether `value` is a finite number above 0; records an error when it is not.
-fn positive_number(value: &Spanned<f64>, key: &str, errors: &mut Errors<'_>) -> bool {
-    let good = value.value.is_finite() && value.value > 0.0;
+/// A target: a finite number of at least [`MIN_TARGET`]; records an error when it is not.
+fn target_number(value: &Spanned<Number>, key: &str, errors: &mut Errors<'_>) -> Option<f64> {
+    let number = errors.number(value, key)?;
+    let good = number.is_finite() && number >= MIN_TARGET;
     if !good {
+        let shown = errors.shown(value, number);
         errors.at(
             &value.referenced,
-            format!("{key} must be a number greater than 0, not {}", value.value),
+            format!("{key} must be a number of at least {MIN_TARGET}, not {shown}"),
         );
     }
-    good
+    good.then_some(number)
 }
 
 fn validate_behavior(
@@ -771,19 +1075,26 @@ fn validate_policy(
     errors: &mut Errors<'_>,
 ) -> Option<Policy> {
     let policy = &raw.value;
-    let value = match u32::try_from(policy.value.value) {
-        Ok(value) if value > 0 => Some(value),
-        _ => {
+    let (limit, unit) = match policy.kind.value {
+        PolicyKind::Pods => (MAX_POLICY_PODS, "replicas"),
+        PolicyKind::Percent => (MAX_POLICY_PERCENT, "%"),
+    };
+    let key = format!("{direction} policy value");
+    let value = errors.integer(&policy.value, &key).and_then(|value| {
+        let good = u32::try_from(value)
+            .ok()
+            .filter(|_| (1..=limit).contains(&value));
+        if good.is_none() {
             errors.at(
                 &policy.value.referenced,
                 format!(
-                    "{direction} policy value must be greater than 0, not {}",
-                    policy.value.value
+                    "{key} must be from 1 to {limit} {unit} for a {:?} policy, not {value}",
+                    policy.kind.value
                 ),
             );
-            None
         }
-    };
+        good
+    });
     let period = positive_duration(
         &policy.period,
         &format!("{direction} policy period"),
@@ -804,21 +1115,37 @@ fn validate_tolerance(
         return Some(Tolerance::default());
     };
     let defaults = Tolerance::default();
+    let mut each = |value: Option<&Spanned<Number>>, default: f64, key: &str| match value {
+        None => Some(default),
+        Some(value) => errors.number(value, key),
+    };
     let tolerance = match &raw.value {
-        RawTolerance::One(value) => Tolerance {
-            scale_up: *value,
-            scale_down: *value,
-        },
-        RawTolerance::Each(each) => Tolerance {
-            scale_up: each.scale_up.unwrap_or(defaults.scale_up),
-            scale_down: each.scale_down.unwrap_or(defaults.scale_down),
-        },
+        RawTolerance::One(value) => {
+            // A lone number: the whole value is the scalar, so its span is the number's.
+            let number = Spanned::new(Number(*value), raw.referenced, raw.defined);
+            let value = errors.number(&number, "tolerance")?;
+            Tolerance {
+                scale_up: value,
+                scale_down: value,
+            }
+        }
+        RawTolerance::Each(values) => {
+            let scale_up = each(values.scale_up.as_ref(), defaults.scale_up, "scaleUp");
+            let scale_down = each(values.scale_down.as_ref(), defaults.scale_down, "scaleDown");
+            Tolerance {
+                scale_up: scale_up?,
+                scale_down: scale_down?,
+            }
+        }
     };
     let good = |v: f64| v.is_finite() && v >= 0.0;
     if good(tolerance.scale_up) && good(tolerance.scale_down) {
         Some(tolerance)
     } else {
-        errors.at(&raw.referenced, "tolerance must be 0 or more (0.1 is 10 %)");
+        errors.at(
+            &raw.referenced,
+            "tolerance must be a finite number, 0 or more (0.1 is 10 %)",
+        );
         None
     }
 }
@@ -831,29 +1158,39 @@ fn validate_fallback(
 ) -> Option<Fallback> {
     let fallback = &raw.value;
     let threshold = &fallback.failure_threshold;
-    let failure_threshold = u32::try_from(threshold.value).ok();
-    if failure_threshold.is_none() {
-        errors.at(
-            &threshold.referenced,
-            format!(
-                "failureThreshold must be 0 or more, not {}",
-                threshold.value
-            ),
-        );
-    }
+    let failure_threshold = errors
+        .integer(threshold, "failureThreshold")
+        .and_then(|value| {
+            let good = u32::try_from(value)
+                .ok()
+                .filter(|_| value <= MAX_FAILURE_THRESHOLD);
+            if good.is_none() {
+                errors.at(
+                    &threshold.referenced,
+                    format!(
+                        "failureThreshold must be from 0 to {MAX_FAILURE_THRESHOLD}, not {value}"
+                    ),
+                );
+            }
+            good
+        });
     let replicas = &fallback.replicas;
-    let in_range = u32::try_from(replicas.value)
-        .ok()
-        .filter(|r| (min..=max).contains(r));
-    if in_range.is_none() {
-        errors.at(
-            &replicas.referenced,
-            format!(
-                "fallback replicas {} is outside minReplicas..maxReplicas ({min}..{max})",
-                replicas.value
-            ),
-        );
-    }
+    let in_range = errors
+        .integer(replicas, "fallback replicas")
+        .and_then(|value| {
+            let good = u32::try_from(value)
+                .ok()
+                .filter(|r| (min..=max).contains(r));
+            if good.is_none() {
+                errors.at(
+                &replicas.referenced,
+                format!(
+                    "fallback replicas {value} is outside minReplicas..maxReplicas ({min}..{max})"
+                ),
+            );
+            }
+            good
+        });
     Some(Fallback {
         failure_threshold: failure_threshold?,
         replicas: in_range?,
@@ -862,7 +1199,7 @@ fn validate_fallback(
 
 /// A duration above zero.
 fn positive_duration(
-    text: &Spanned<String>,
+    text: &Spanned<DurationText>,
     key: &str,
     errors: &mut Errors<'_>,
 ) -> Option<Duration> {
@@ -875,20 +1212,22 @@ fn positive_duration(
 }
 
 /// A duration like `15s`, `5m` or `1h30m`; records an error at its position when it is not.
-fn duration(text: &Spanned<String>, key: &str, errors: &mut Errors<'_>) -> Option<Duration> {
-    match parse_duration(&text.value) {
+fn duration(text: &Spanned<DurationText>, key: &str, errors: &mut Errors<'_>) -> Option<Duration> {
+    match parse_duration(&text.value.0) {
         Ok(value) => Some(value),
         Err(why) => {
-            errors.at(&text.referenced, format!("{key} `{}` {why}", text.value));
+            errors.at(&text.referenced, format!("{key} `{}` {why}", text.value.0));
             None
         }
     }
 }
 
-/// Parse `1h30m`, `300s`, `0s`: whole numbers with `h`, `m`, `s`, largest unit first.
+/// Parse `1h30m`, `300s`, `0s`: whole numbers with `h`, `m`, `s`, largest unit first, at most
+/// [`MAX_DURATION`].
 pub(super) fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     const FORMAT: &str = "is not a duration: write whole hours, minutes and seconds like 15s, 5m, \
                           1h30m";
+    const TOO_LONG: &str = "is too long: write at most 24h";
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(FORMAT);
@@ -897,26 +1236,27 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     let mut last_unit = u64::MAX;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or(FORMAT)?;
-        let number: u64 = rest[..digits].parse().map_err(|_| FORMAT)?;
         let unit = match rest[digits..].chars().next() {
             Some('h') => 3600,
             Some('m') => 60,
             Some('s') => 1,
             _ => return Err(FORMAT),
         };
-        if unit >= last_unit {
+        if digits == 0 || unit >= last_unit {
             return Err(FORMAT);
         }
         last_unit = unit;
+        // Nothing but digits, so a number that does not parse is too large for a u64.
+        let number: u64 = rest[..digits].parse().map_err(|_| TOO_LONG)?;
         total = number
             .checked_mul(unit)
             .and_then(|secs| total.checked_add(secs))
-            .ok_or("is longer than 24h")?;
+            .ok_or(TOO_LONG)?;
         rest = &rest[digits + 1..];
     }
     let value = Duration::from_secs(total);
     if value > MAX_DURATION {
-        return Err("is longer than 24h");
+        return Err(TOO_LONG);
     }
     Ok(value)
 }
@@ -976,7 +1316,9 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["15", "", "s", "1m1h", "5m5m", "1.5s", "-5s", "25h", "10ms"] {
+        for bad in [
+            "15", "", "s", "1m1h", "5m5m", "1.5s", "-5s", "25h", "10ms", "h5s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -1020,7 +1362,7 @@ mod tests {
             parse(text).unwrap_err(),
             vec![
                 "r.yaml:3:14: minReplicas 5 is greater than maxReplicas 4".to_string(),
-                "r.yaml:7:25: utilization must be a number greater than 0, not 0".to_string(),
+                "r.yaml:7:25: utilization must be a number of at least 0.001, not 0".to_string(),
             ]
         );
     }
@@ -1043,7 +1385,200 @@ mod tests {
         let text = MINIMAL.replace("maxReplicas: 4", "maxReplicas: four");
         assert_eq!(
             parse(&text).unwrap_err(),
-            vec!["r.yaml:3:14: expected a whole number"]
+            vec!["r.yaml:3:14: expected an integer, got the string \"four\""]
+        );
+    }
+
+    /// The one error `MINIMAL` with `from` replaced by `to` gives.
+    fn only_error(from: &str, to: &str) -> String {
+        assert!(MINIMAL.contains(from), "{from}");
+        let mut errors = parse(&MINIMAL.replace(from, to)).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0)
+    }
+
+    #[test]
+    fn a_quoted_number_is_a_string_and_not_a_count() {
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: \"0x10\""),
+            "r.yaml:3:14: expected an integer, got the string \"0x10\""
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 4\nminReplicas: '2'"),
+            "r.yaml:4:14: expected an integer, got the string \"2\""
+        );
+        assert_eq!(
+            only_error("utilization: 70", "utilization: \"70\""),
+            "r.yaml:6:25: expected a number, got the string \"70\""
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 2.5"),
+            "r.yaml:3:14: expected an integer, got 2.5"
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 1e3"),
+            "r.yaml:3:14: expected an integer, got 1000 written as a float"
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: true"),
+            "r.yaml:3:14: expected an integer, got true"
+        );
+    }
+
+    #[test]
+    fn hex_octal_and_underscores_are_not_read_as_numbers() {
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 0x10"),
+            "r.yaml:3:14: maxReplicas `0x10` is not a decimal integer: write it in digits, as 16"
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 4\nminReplicas: 0o2"),
+            "r.yaml:4:14: minReplicas `0o2` is not a decimal integer: write it in digits, as 2"
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 1_000"),
+            "r.yaml:3:14: maxReplicas `1_000` is not a decimal integer: write it in digits, as \
+             1000"
+        );
+        assert_eq!(
+            only_error("utilization: 70", "utilization: 0x46"),
+            "r.yaml:6:25: utilization `0x46` is not a decimal number: write it in digits, as 70"
+        );
+    }
+
+    #[test]
+    fn a_decimal_number_reached_through_an_alias_is_read() {
+        let text = MINIMAL.replace("maxReplicas: 4", "minReplicas: &n 3\nmaxReplicas: *n");
+        let rule = &parse(&text).unwrap()[0];
+        assert_eq!((rule.min_replicas, rule.max_replicas), (3, 3));
+        let text = format!("{MINIMAL}tolerance: 0.25\n");
+        assert_eq!(parse(&text).unwrap()[0].tolerance.scale_up, 0.25);
+        let text = format!("{MINIMAL}tolerance: '0.25'\n");
+        assert_eq!(
+            parse(&text).unwrap_err(),
+            vec!["r.yaml:7:12: expected a number, got the string \"0.25\""]
+        );
+    }
+
+    #[test]
+    fn a_name_that_yaml_reads_as_a_number_or_boolean_must_be_quoted() {
+        assert_eq!(
+            only_error("name: web", "name: 123"),
+            "r.yaml:1:7: expected text, got 123: write \"123\" if it is meant as text"
+        );
+        assert_eq!(
+            only_error("name: web", "name: true"),
+            "r.yaml:1:7: expected text, got true: write \"true\" if it is meant as text"
+        );
+        assert_eq!(
+            parse(&MINIMAL.replace("name: web", "name: \"123\"")).unwrap()[0].name,
+            "123"
+        );
+    }
+
+    #[test]
+    fn min_replicas_zero_is_refused_at_its_position() {
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 4\nminReplicas: 0"),
+            format!("r.yaml:4:14: {NO_SCALE_TO_ZERO}")
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 4\nminReplicas: -1"),
+            "r.yaml:4:14: minReplicas must be from 1 to 100000, not -1"
+        );
+    }
+
+    #[test]
+    fn counts_policies_and_targets_are_bounded() {
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 100001"),
+            "r.yaml:3:14: maxReplicas must be from 1 to 100000, not 100001"
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 99999999999999999999"),
+            "r.yaml:3:14: expected an integer, got 1e20, which is too large"
+        );
+        assert!(parse(&MINIMAL.replace("maxReplicas: 4", "maxReplicas: 100000")).is_ok());
+        let policy = |kind: &str, value: &str| {
+            let text = format!(
+                "{MINIMAL}behavior:\n  scaleUp: {{ policies: [{{ type: {kind}, value: {value}, \
+                 period: 15s }}] }}\n"
+            );
+            parse(&text)
+        };
+        assert!(policy("Percent", "10000").is_ok());
+        assert!(policy("Pods", "100000").is_ok());
+        assert_eq!(
+            policy("Percent", "4294967295").unwrap_err(),
+            vec![
+                "r.yaml:8:49: scaleUp policy value must be from 1 to 10000 % for a Percent \
+                 policy, not 4294967295"
+            ]
+        );
+        assert_eq!(
+            policy("Pods", "100001").unwrap_err(),
+            vec![
+                "r.yaml:8:46: scaleUp policy value must be from 1 to 100000 replicas for a Pods \
+                 policy, not 100001"
+            ]
+        );
+        assert_eq!(
+            only_error("utilization: 70", "utilization: 1e-320"),
+            "r.yaml:6:25: utilization must be a number of at least 0.001, not 1e-320"
+        );
+        assert_eq!(
+            only_error("utilization: 70", "utilization: .inf"),
+            "r.yaml:6:25: utilization must be a number of at least 0.001, not .inf"
+        );
+        assert_eq!(
+            only_error("utilization: 70", "utilization: .nan"),
+            "r.yaml:6:25: utilization must be a number of at least 0.001, not .nan"
+        );
+    }
+
+    #[test]
+    fn a_duration_too_large_to_count_is_too_long_and_a_bare_number_lacks_a_unit() {
+        assert_eq!(
+            parse_duration("99999999999999999999h"),
+            Err("is too long: write at most 24h")
+        );
+        assert_eq!(parse_duration("25h"), Err("is too long: write at most 24h"));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(
+            only_error(
+                "maxReplicas: 4",
+                "maxReplicas: 4\npollingInterval: 99999999999999999999h"
+            ),
+            "r.yaml:4:18: pollingInterval `99999999999999999999h` is too long: write at most 24h"
+        );
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 4\npollingInterval: 15"),
+            "r.yaml:4:18: pollingInterval `15` is not a duration: write whole hours, minutes and \
+             seconds like 15s, 5m, 1h30m"
+        );
+    }
+
+    #[test]
+    fn a_query_with_a_control_character_is_refused_without_quoting_it() {
+        let text = "name: web\ntarget: { platform: docker, host: local, workload: web }\n\
+                    maxReplicas: 4\nmetrics:\n  - name: rps\n    prometheus: { query: \
+                    \"up\\e]52;c;aGk=\\a\", type: Value, target: 1 }\n";
+        assert_eq!(
+            parse(text).unwrap_err(),
+            vec!["r.yaml:6:26: query holds the control character U+001B; remove it"]
+        );
+        let multi_line = "name: web\ntarget: { platform: docker, host: local, workload: web }\n\
+                          maxReplicas: 4\nmetrics:\n  - name: rps\n    prometheus:\n      \
+                          query: |\n        sum(\n          up)\n      type: Value\n      \
+                          target: 1\n";
+        assert!(parse(multi_line).is_ok());
+    }
+
+    #[test]
+    fn a_key_given_twice_says_so_at_the_second() {
+        assert_eq!(
+            only_error("maxReplicas: 4", "maxReplicas: 4\nmaxReplicas: 5"),
+            "r.yaml:4:1: maxReplicas appears twice"
         );
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use super::check::inert;
 use super::decide::{Decision, Inputs, Reading, Recommendation, ScaleEvent, decide, retain_recent};
 use super::{MetricSource, Rule};
 use crate::cli::RulesOutput;
@@ -94,6 +95,18 @@ pub fn parse_series(path: &Path, text: &str, rule: &Rule) -> Result<Series, Seri
     for (number, line) in lines {
         let sample =
             parse_row(line, &columns, rule.metrics.len()).map_err(|m| invalid(number, m))?;
+        let needed = evaluations(rule, sample.t);
+        if needed > MAX_EVALUATIONS as f64 {
+            let message = format!(
+                "t {} is too late: evaluating the rule every {}s from t=0 to there takes {} \
+                 evaluations, more than the {MAX_EVALUATIONS} rules simulate makes (shorten the \
+                 series or lengthen pollingInterval)",
+                line.split(',').next().unwrap_or_default().trim(),
+                interval_secs(rule),
+                count_text(needed)
+            );
+            return Err(invalid(number, message));
+        }
         if let Some(last) = samples.last()
             && sample.t <= last.t
         {
@@ -174,22 +187,50 @@ fn parse_row(line: &str, columns: &[usize], metrics: usize) -> Result<Sample, St
     Ok(Sample { t, values })
 }
 
+/// The most evaluations one `rules simulate` makes: a day at one a second, or 17 days at the
+/// default 15 s; about 7 MB of CSV or 25 MB of JSON, made in under a second.
+pub const MAX_EVALUATIONS: u64 = 100_000;
+
+/// The rule's pollingInterval in whole seconds, at least one, as the replay steps.
+fn interval_secs(rule: &Rule) -> u64 {
+    rule.polling_interval.as_secs().max(1)
+}
+
+/// How many evaluations [`simulate`] makes for a series whose last sample is at `end` seconds.
+///
+/// A float, because `end` may be far beyond what any count could hold.
+pub fn evaluations(rule: &Rule, end: f64) -> f64 {
+    // Precision loss only past 2^53 seconds, where the count is refused anyway.
+    #[allow(clippy::cast_precision_loss)]
+    let interval = interval_secs(rule) as f64;
+    (end / interval).floor() + 1.0
+}
+
 /// Evaluate `rule` every pollingInterval from t=0 to the last sample, starting at `initial`.
+///
+/// At most [`MAX_EVALUATIONS`] steps: [`parse_series`] and `rules simulate` refuse a longer
+/// series before it starts, so a caller that checks [`evaluations`] never sees the cut.
 pub fn simulate(rule: &Rule, series: &Series, initial: u32) -> Vec<Step> {
     let start = DateTime::<Utc>::UNIX_EPOCH;
-    let interval = rule.polling_interval.as_secs().max(1);
+    let interval = interval_secs(rule);
     let end = series.samples.last().map_or(0.0, |s| s.t);
     let mut current = initial;
     let mut recommendations: Vec<Recommendation> = Vec::new();
     let mut scale_events: Vec<ScaleEvent> = Vec::new();
     let mut failed_cycles = 0;
     let mut steps = Vec::new();
+    // How many samples are at or before `t`; time only grows, so each is looked at once.
+    let mut seen = 0;
     let mut t: u64 = 0;
     // Precision loss only past 2^53 seconds, far beyond any recorded series.
     #[allow(clippy::cast_precision_loss)]
-    while t as f64 <= end {
+    while t as f64 <= end && (steps.len() as u64) < MAX_EVALUATIONS {
         let now = start + TimeDelta::seconds(i64::try_from(t).unwrap_or(i64::MAX));
-        let readings = readings_at(series, rule, t);
+        #[allow(clippy::cast_precision_loss)]
+        while series.samples.get(seen).is_some_and(|s| s.t <= t as f64) {
+            seen += 1;
+        }
+        let readings = readings_of(seen.checked_sub(1).map(|i| &series.samples[i]), rule);
         retain_recent(rule, now, &mut recommendations, &mut scale_events);
         let decision = decide(
             rule,
@@ -225,12 +266,8 @@ pub fn simulate(rule: &Rule, series: &Series, initial: u32) -> Vec<Step> {
     steps
 }
 
-/// The readings of the latest sample at or before `t`; all failed before the first sample.
-fn readings_at(series: &Series, rule: &Rule, t: u64) -> Vec<Reading> {
-    // Precision loss only past 2^53 seconds.
-    #[allow(clippy::cast_precision_loss)]
-    let t = t as f64;
-    let latest = series.samples.iter().take_while(|s| s.t <= t).last();
+/// The readings of `latest`, the latest sample so far; all failed before the first sample.
+fn readings_of(latest: Option<&Sample>, rule: &Rule) -> Vec<Reading> {
     match latest {
         Some(sample) => sample
             .values
@@ -275,14 +312,14 @@ pub fn run(
     match render(rule_file, input, initial, output) {
         Ok(Rendered { text, warnings }) => {
             for warning in warnings {
-                let _ = writeln!(err, "warning: {warning}");
+                let _ = writeln!(err, "warning: {}", inert(&warning));
             }
             let _ = out.write_all(text.as_bytes());
             0
         }
         Err(messages) => {
             for message in messages {
-                let _ = writeln!(err, "{message}");
+                let _ = writeln!(err, "{}", inert(&message));
             }
             1
         }
@@ -303,6 +340,13 @@ fn render(
     output: RulesOutput,
 ) -> Result<Rendered, Vec<String>> {
     let rule = load_one_rule(rule_file)?;
+    if initial == Some(0) {
+        return Err(vec![
+            "--initial-replicas 0: a workload at 0 replicas has nothing to measure and a Percent \
+             policy cannot grow it; give 1 or more"
+                .into(),
+        ]);
+    }
 
     let fetched = match input {
         SeriesInput::File(path) => Fetched {
@@ -421,7 +465,30 @@ fn window(args: &RangeArgs<'_>, rule: &Rule, now: DateTime<Utc>) -> Result<Windo
             step.as_secs()
         ));
     }
+    // Precision loss only past 2^53 seconds, far beyond the calendar.
+    #[allow(clippy::cast_precision_loss)]
+    let needed = evaluations(rule, (window.to - window.from).num_seconds() as f64);
+    if needed > MAX_EVALUATIONS as f64 {
+        return Err(format!(
+            "--from {} to --to {} with the rule evaluated every {}s (its pollingInterval) is \
+             {} evaluations, more than the {MAX_EVALUATIONS} rules simulate makes: give \
+             a shorter range",
+            window.from.to_rfc3339(),
+            window.to.to_rfc3339(),
+            interval_secs(rule),
+            count_text(needed)
+        ));
+    }
     Ok(window)
+}
+
+/// A count of evaluations as an operator reads it: exact while that is short, else `6.67e18`.
+fn count_text(count: f64) -> String {
+    if count < 1e15 {
+        format!("{count:.0}")
+    } else {
+        format!("{count:.2e}")
+    }
 }
 
 /// How many steps after `from` the window holds (so one sample more than this).
@@ -610,7 +677,7 @@ pub fn to_csv(rule: &Rule, steps: &[Step]) -> String {
     let mut text = String::from("t,current");
     for metric in &rule.metrics {
         text.push(',');
-        text.push_str(&metric.name);
+        text.push_str(&inert(&metric.name));
     }
     text.push_str(",desired,reason\n");
     for step in steps {
@@ -624,7 +691,7 @@ pub fn to_csv(rule: &Rule, steps: &[Step]) -> String {
         text.push_str(&format!(
             ",{},{}\n",
             step.decision.desired,
-            csv_quote(&step.decision.reason)
+            csv_quote(&inert(&step.decision.reason))
         ));
     }
     text
@@ -650,7 +717,7 @@ struct JsonRecommendation<'a> {
     error: Option<&'a str>,
 }
 
-/// A JSON array with one object per step.
+/// A JSON array with one object per step; no character in it is one a terminal acts on.
 pub fn to_json(steps: &[Step]) -> Result<String, serde_json::Error> {
     let rows: Vec<JsonStep<'_>> = steps
         .iter()
@@ -671,9 +738,24 @@ pub fn to_json(steps: &[Step]) -> Result<String, serde_json::Error> {
             reason: &step.decision.reason,
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&rows)?;
+    let mut text = escape_for_terminal(&serde_json::to_string_pretty(&rows)?);
     text.push('\n');
     Ok(text)
+}
+
+/// `json` with DEL, the C1 controls and the bidi overrides and isolates written as `\uXXXX`;
+/// serde_json escapes the C0 controls itself but writes these as they are. They can only
+/// stand inside strings, where the escape means the same character.
+fn escape_for_terminal(json: &str) -> String {
+    let mut text = String::with_capacity(json.len());
+    for c in json.chars() {
+        if matches!(c, '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            text.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            text.push(c);
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -797,6 +879,76 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_series_needing_more_evaluations_than_the_cap_is_refused_at_its_row() {
+        let rule = rule();
+        let path = Path::new("s.csv");
+        // Every 15 s from 0: t=1499985 is evaluation 100000, t=1500000 would be 100001.
+        let longest = parse_series(path, "t,rps\n0,1\n1499985,2\n", &rule).unwrap();
+        assert_eq!(simulate(&rule, &longest, 1).len(), 100_000);
+        let err = parse_series(path, "t,rps\n0,1\n1500000,2\n", &rule).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.csv:3: t 1500000 is too late: evaluating the rule every 15s from t=0 to there \
+             takes 100001 evaluations, more than the 100000 rules simulate makes (shorten the \
+             series or lengthen pollingInterval)"
+        );
+        let err = parse_series(path, "t,rps\n0,1\n99999999999999999999,2\n", &rule).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("s.csv:3: t 99999999999999999999 is too late"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("takes 6.67e18 evaluations"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_prometheus_range_needing_more_evaluations_than_the_cap_is_refused() {
+        let now = at("2024-05-01T12:00:00Z");
+        // 30 days in 720 samples of an hour is within what Prometheus returns, but the rule
+        // is evaluated every 15 s.
+        let err = window(&args("-30d", "now", Some("1h")), &rule(), now).unwrap_err();
+        assert_eq!(
+            err,
+            "--from 2024-04-01T12:00:00+00:00 to --to 2024-05-01T12:00:00+00:00 with the rule \
+             evaluated every 15s (its pollingInterval) is 172801 evaluations, more than the \
+             100000 rules simulate makes: give a shorter range"
+        );
+        assert!(window(&args("-17d", "now", Some("1h")), &rule(), now).is_ok());
+    }
+
+    #[test]
+    fn the_largest_policies_the_rules_allow_cannot_overflow_from_the_largest_count() {
+        let text = "name: web\ntarget: { platform: docker, host: local, workload: web }\n\
+                    maxReplicas: 100000\nmetrics:\n  - name: rps\n    prometheus: { query: q, \
+                    type: AverageValue, target: 0.001 }\nbehavior:\n  scaleUp: { policies: \
+                    [{ type: Percent, value: 10000, period: 15s }, { type: Pods, value: 100000, \
+                    period: 15s }] }\n  scaleDown: { stabilizationWindow: 0s, policies: [{ type: \
+                    Percent, value: 10000, period: 15s }] }\n";
+        let rule = super::super::parse_rules(Path::new("r.yaml"), text)
+            .unwrap()
+            .remove(0);
+        let series = parse_series(Path::new("s.csv"), "t,rps\n0,1e300\n30,0\n", &rule).unwrap();
+        // Debug builds panic on overflow, so this runs every policy's arithmetic for real.
+        let desired: Vec<u32> = simulate(&rule, &series, u32::MAX)
+            .iter()
+            .map(|step| step.decision.desired)
+            .collect();
+        assert_eq!(desired, vec![100_000, 100_000, 1]);
+    }
+
+    #[test]
+    fn json_output_escapes_what_serde_json_leaves_raw() {
+        let json = serde_json::to_string("a\u{1b}b\u{9b}c\u{202e}d\u{7f}").unwrap();
+        let escaped = escape_for_terminal(&json);
+        assert_eq!(escaped, r#""a\u001bb\u009bc\u202ed\u007f""#);
+        let back: String = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back, "a\u{1b}b\u{9b}c\u{202e}d\u{7f}");
     }
 
     #[test]
