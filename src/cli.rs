@@ -79,8 +79,9 @@ pub enum Command {
 pub enum RulesCommand {
     /// Validate rule files; print every error as FILE:LINE:COLUMN: MESSAGE and exit 1 on any.
     Check {
-        /// Rule files (YAML, one rule or a list each).
-        #[arg(required = true, value_name = "FILE")]
+        /// Rule files (YAML, one rule or a list each), or directories whose *.yaml and *.yml
+        /// files are checked (drafts skipped).
+        #[arg(required = true, value_name = "FILE|DIR")]
         files: Vec<std::path::PathBuf>,
     },
     /// Replay a rule over a metric series (a CSV file, or range queries of a Prometheus) and
@@ -95,6 +96,7 @@ pub enum RulesCommand {
         #[arg(value_name = "RULE")]
         rule: std::path::PathBuf,
         /// CSV with a header `t,<metric name>...`; t in seconds; an empty cell is a failed query.
+        /// At most 100000 evaluations (t / pollingInterval + 1); a longer series exits 1.
         #[arg(long, value_name = "FILE.csv")]
         series: Option<std::path::PathBuf>,
         /// Read the series from this Prometheus instead: one range query per metric, t in seconds
