@@ -483,6 +483,26 @@ pub(crate) mod tests_support {
             cpu_limit: None,
         }
     }
+
+    /// A store with target `local` connected and one running replica `g-1` of group `g`.
+    pub(crate) fn one_group() -> Store {
+        let mut store = Store::new(10);
+        store.add_target("local", PlatformKind::Docker);
+        store.apply(&Update::Connection {
+            target: "local".to_string(),
+            state: ConnState::Connected {
+                version: "20.10".to_string(),
+                api_version: "1.41".to_string(),
+                engine_id: "TEST:ENGINE".to_string(),
+            },
+        });
+        store.apply(&Update::Snapshot {
+            target: "local".to_string(),
+            replicas: vec![replica("c1", "g-1", &[(GROUP_LABEL, "g")])],
+            services: Vec::new(),
+        });
+        store
+    }
 }
 
 #[cfg(test)]

@@ -1227,8 +1227,6 @@ fn step(current: usize, count: usize, action: KeyAction, page: usize) -> usize {
 mod tests {
     use super::*;
     use crate::actuator::AuditLog;
-    use crate::model::{ConnState, PlatformKind};
-    use crate::store::GROUP_LABEL;
     use chrono::TimeZone;
 
     fn record(replica: &str, text: &str, secs: i64) -> LogRecord {
@@ -1399,23 +1397,7 @@ mod tests {
     }
 
     fn app_with_worker() -> (App, mpsc::Receiver<Request>) {
-        let mut store = Store::new(10);
-        store.add_target("local", PlatformKind::Docker);
-        let mut r = crate::store::tests_support::replica("c1", "g-1", &[(GROUP_LABEL, "g")]);
-        r.state = "running".to_string();
-        store.apply(&Update::Connection {
-            target: "local".to_string(),
-            state: ConnState::Connected {
-                version: "20.10".to_string(),
-                api_version: "1.41".to_string(),
-                engine_id: "TEST:ENGINE".to_string(),
-            },
-        });
-        store.apply(&Update::Snapshot {
-            target: "local".to_string(),
-            replicas: vec![r],
-            services: Vec::new(),
-        });
+        let store = crate::store::tests_support::one_group();
         let (tx, rx) = mpsc::channel(16);
         let workers = HashMap::from([("local".to_string(), tx)]);
         let (otx, _) = mpsc::unbounded_channel();

@@ -468,9 +468,6 @@ mod tests {
     use crate::autoscaler::RuleStatus;
     use crate::config::Config;
     use crate::keymap::Keymap;
-    use crate::model::{ConnState, PlatformKind};
-    use crate::platform::Update;
-    use crate::store::{GROUP_LABEL, Store};
     use crate::theme::Theme;
 
     const RULE: &str = "name: g\n\
@@ -483,23 +480,7 @@ mod tests {
     /// A console over one group `g`, read-only or not, with the rules directory `dir` and the
     /// audit log in it; `commands` sees what the console tells the autoscaler.
     fn app(dir: &std::path::Path, read_only: bool) -> (App, mpsc::UnboundedReceiver<Command>) {
-        let mut store = Store::new(10);
-        store.add_target("local", PlatformKind::Docker);
-        let mut replica = crate::store::tests_support::replica("c1", "g-1", &[(GROUP_LABEL, "g")]);
-        replica.state = "running".to_string();
-        store.apply(&Update::Connection {
-            target: "local".to_string(),
-            state: ConnState::Connected {
-                version: "20.10".to_string(),
-                api_version: "1.41".to_string(),
-                engine_id: "TEST:ENGINE".to_string(),
-            },
-        });
-        store.apply(&Update::Snapshot {
-            target: "local".to_string(),
-            replicas: vec![replica],
-            services: Vec::new(),
-        });
+        let store = crate::store::tests_support::one_group();
         let (outcomes, _) = mpsc::unbounded_channel();
         let audit = AuditLog::new(dir.join("audit.jsonl"));
         let actuator = Actuator::new(read_only, audit, HashMap::new(), outcomes);
