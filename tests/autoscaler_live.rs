@@ -55,6 +55,17 @@ impl Autoscaler {
     /// Writes `group`'s rule to a rules directory of its own and starts everything, with the
     /// host locks in `locks` taken in the name of `holder`.
     fn start(group: &str, prometheus: &str, locks: &Path, holder: &str) -> Autoscaler {
+        Autoscaler::start_at(group, prometheus, locks, holder, ENDPOINT)
+    }
+
+    /// As [`Autoscaler::start`], reaching the engine at `address`.
+    fn start_at(
+        group: &str,
+        prometheus: &str,
+        locks: &Path,
+        holder: &str,
+        address: &str,
+    ) -> Autoscaler {
         let dir = tempfile::tempdir().expect("a directory for the autoscaler");
         let rules_dir = dir.path().join("rules");
         std::fs::create_dir_all(&rules_dir).expect("the rules directory");
@@ -72,7 +83,7 @@ impl Autoscaler {
         let (requests_tx, requests_rx) = mpsc::channel(64);
         tokio::spawn(pilothouse::platform::docker::run(
             "local".to_string(),
-            None,
+            Some(address.to_string()),
             updates_tx,
             requests_rx,
         ));
@@ -90,7 +101,7 @@ impl Autoscaler {
         let settings = Settings {
             rules_dir,
             default_prometheus: Some(prometheus.to_string()),
-            hosts: HashMap::from([("local".to_string(), ENDPOINT.to_string())]),
+            hosts: HashMap::from([("local".to_string(), address.to_string())]),
             locks: HostLocks::new(locks.to_path_buf(), holder.to_string()),
             query_timeout: Duration::from_secs(2),
         };
@@ -459,7 +470,19 @@ async fn a_second_engine_on_the_same_host_stands_by_and_says_who_holds_it() {
     })
     .await;
 
-    let mut second = Autoscaler::start(&group.name, &prometheus.url(), locks.path(), "engine B");
+    // The second reaches the same engine by another address where the host has one (the socket
+    // through its resolved path: /var/run is often a link to /run), and still finds it locked.
+    let other_address = std::fs::canonicalize("/var/run/docker.sock")
+        .map(|path| format!("unix://{}", path.display()))
+        .unwrap_or_else(|_| ENDPOINT.to_string());
+    eprintln!("the second engine reaches the engine at {other_address}");
+    let mut second = Autoscaler::start_at(
+        &group.name,
+        &prometheus.url(),
+        locks.path(),
+        "engine B",
+        &other_address,
+    );
     let holder = wait("the second engine on standby", WITHIN, async || {
         let status = second.status();
         match status.state {
@@ -470,7 +493,9 @@ async fn a_second_engine_on_the_same_host_stands_by_and_says_who_holds_it() {
     .await;
     eprintln!("the second engine stands by for: {holder}");
     assert!(
-        holder.starts_with("engine A since ") && holder.ends_with(&format!("for {ENDPOINT}")),
+        holder.starts_with("engine A since ")
+            && holder.contains(" for docker engine ")
+            && holder.ends_with(&format!(" at {ENDPOINT}")),
         "{holder}"
     );
 
