@@ -538,10 +538,12 @@ async fn a_container_that_exits_is_shown_exited_and_its_stats_stop() {
     worker.snapshot().await;
 
     let name = format!("{}-exits", label.short());
+    // Long enough for two stats reads: the first of a stream has no CPU baseline and is not
+    // sent, so a container that lives for only one read would show no sample at all.
     let id = run_container(
         &docker,
         &name,
-        busybox(&label, &["sh", "-c", "sleep 2; exit 3"], &[]),
+        busybox(&label, &["sh", "-c", "sleep 6; exit 3"], &[]),
     )
     .await;
     worker
