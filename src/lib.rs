@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod paths;
 pub mod platform;
+pub mod rollout;
 pub mod rules;
 pub mod store;
 pub mod text;
