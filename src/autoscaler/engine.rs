@@ -645,10 +645,13 @@ fn apply_report(status: &mut RuleStatus, paused: &AtomicBool, report: Report) {
         None if paused.load(Ordering::Relaxed) => RuleState::Paused,
         None => RuleState::Active,
     };
-    if status.history.len() >= HISTORY {
-        status.history.pop_front();
+    // Copies this rule's history once when the published status still shares it; the other
+    // rules' histories are not touched.
+    let history = Arc::make_mut(&mut status.history);
+    if history.len() >= HISTORY {
+        history.pop_front();
     }
-    status.history.push_back(record);
+    history.push_back(record);
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -58,7 +58,8 @@ pub struct RuleStatus {
     /// The last reading of each metric, in the rule's order; `None` before the first cycle.
     pub readings: Vec<Option<Reading>>,
     /// The last decision first in [`RuleStatus::history`]'s order: newest last.
-    pub history: VecDeque<DecisionRecord>,
+    /// Shared with earlier snapshots, so publishing a status copies no history.
+    pub history: Arc<VecDeque<DecisionRecord>>,
     /// Cycles that ended in a decision (counting holds and standby cycles).
     pub decisions_total: u64,
     /// Metric readings that failed, over all metrics.
@@ -80,7 +81,7 @@ impl RuleStatus {
             state,
             current: None,
             desired: None,
-            history: VecDeque::new(),
+            history: Arc::new(VecDeque::new()),
             decisions_total: 0,
             metric_errors_total: 0,
             scales_total: 0,

@@ -911,7 +911,7 @@ mod tests {
         web.current = Some(2);
         web.desired = Some(5);
         web.readings = vec![Some(Ok(480.0)), Some(Ok(35.0))];
-        web.history = VecDeque::from([
+        web.history = Arc::new(VecDeque::from([
             record(
                 60,
                 (2, 2),
@@ -937,7 +937,7 @@ mod tests {
                 Act::Scaled { from: 2, to: 5 },
                 "rps 480 / 100 per replica x 2 → 5, cpu 35 / 70 x 2 → 1; the highest, 5, wins",
             ),
-        ]);
+        ]));
         web.decisions_total = 3;
         web.scales_total = 2;
         web.scale_errors_total = 1;
@@ -947,7 +947,7 @@ mod tests {
         worker.current = Some(3);
         worker.desired = Some(3);
         worker.readings = vec![Some(Err("connection refused".to_string()))];
-        worker.history = VecDeque::from([
+        worker.history = Arc::new(VecDeque::from([
             record(
                 40,
                 (3, 7),
@@ -962,7 +962,7 @@ mod tests {
                 Act::Hold,
                 "queue: connection refused; no metric read: holding 3",
             ),
-        ]);
+        ]));
         worker.decisions_total = 2;
         worker.metric_errors_total = 1;
         Status {

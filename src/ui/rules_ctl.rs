@@ -5,6 +5,7 @@
 //! Not for drawing (see [`super::autoscaler`] and [`super::editor`]) or for running rules (the
 //! engine does, behind [`Link`]).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,9 +13,9 @@ use crossterm::event::KeyEvent;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actuator::{ActionKind, ActionRequest};
-use crate::autoscaler::{Command, DecisionRecord, RuleState, Status};
+use crate::autoscaler::{Command, DecisionRecord, RuleState, RuleStatus, Status};
 use crate::model::{WorkloadId, WorkloadKind};
-use crate::rules::Rule;
+use crate::rules::{Rule, RuleTarget};
 use crate::store::{Change, Workload};
 
 use super::app::{App, View};
@@ -43,14 +44,28 @@ pub struct AutoscalerLink {
 impl App {
     /// Take the autoscaler's newest status.
     pub fn on_rules(&mut self, status: Arc<Status>) -> Change {
+        // One pass over the rules and one over the workloads: rules by the name they give
+        // their workload, each confirmed with the rule's own match.
+        let by_name: HashMap<(&str, String), &RuleStatus> = status
+            .rules
+            .iter()
+            .filter_map(|r| match &r.rule.target {
+                RuleTarget::Docker { host, workload } => {
+                    Some(((host.as_str(), workload.to_string()), r))
+                }
+                RuleTarget::Kubernetes { .. } => None,
+            })
+            .collect();
         let names = self
             .store
             .workloads()
             .iter()
             .filter_map(|w| {
-                status
-                    .rule_for(&w.id)
-                    .map(|r| (w.id.clone(), r.name.clone()))
+                let rule = by_name.get(&(w.id.target.as_str(), w.id.name.clone()))?;
+                rule.rule
+                    .target
+                    .matches(&w.id)
+                    .then(|| (w.id.clone(), rule.name.clone()))
             })
             .collect();
         self.table.set_rule_names(names);

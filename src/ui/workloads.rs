@@ -141,8 +141,11 @@ impl Default for WorkloadTable {
 impl WorkloadTable {
     /// Which rule manages each workload (from the autoscaler's status), for the RULE sort.
     pub fn set_rule_names(&mut self, names: HashMap<WorkloadId, String>) {
-        self.rule_names = names;
-        self.stale = true;
+        // Every cycle publishes a status; the rows are sorted again only when a name changed.
+        if names != self.rule_names {
+            self.rule_names = names;
+            self.stale = true;
+        }
     }
 
     /// The data changed: rows are re-filtered and re-sorted at the next read.

@@ -152,14 +152,10 @@ pub async fn open(endpoint: &Endpoint) -> Result<Connected, String> {
             .negotiate_version()
             .await
             .map_err(|e| describe_failure(address, &e))?;
-        let version = docker
-            .version()
-            .await
-            .map_err(|e| describe_failure(address, &e))?;
-        let info = docker
-            .info()
-            .await
-            .map_err(|e| describe_failure(address, &e))?;
+        // Both at once, so learning the engine's ID adds no round trip to connecting.
+        let (version, info) = tokio::join!(docker.version(), docker.info());
+        let version = version.map_err(|e| describe_failure(address, &e))?;
+        let info = info.map_err(|e| describe_failure(address, &e))?;
         let api = docker.client_version();
         Ok(Connected {
             version: version.version.unwrap_or_default(),
