@@ -557,12 +557,24 @@ async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_previous_rules() {
     )
     .await;
     assert!(sample(&body, &decisions("api")).is_some(), "{body}");
-    let reloaded = daemon
-        .logged()
-        .into_iter()
-        .filter(|l| l["message"] == "rules reloaded")
-        .map(|l| (l["rules"].as_u64(), l["errors"].as_u64()))
-        .collect::<Vec<_>>();
+    let reloads = || {
+        daemon
+            .logged()
+            .into_iter()
+            .filter(|l| l["message"] == "rules reloaded")
+            .map(|l| (l["rules"].as_u64(), l["errors"].as_u64()))
+            .collect::<Vec<_>>()
+    };
+    // The daemon's stdout is read by another thread, which may be a line behind /metrics.
+    let reloaded = wait("the second reload logged", WITHIN, async || {
+        let reloaded = reloads();
+        if reloaded.len() >= 2 {
+            Ok(reloaded)
+        } else {
+            Err(format!("{reloaded:?}"))
+        }
+    })
+    .await;
     assert_eq!(reloaded.len(), 2, "two reloads logged: {reloaded:?}");
     assert_eq!(
         reloaded[0].0,
