@@ -1,9 +1,9 @@
 //! Rollouts: replacing a workload's replicas of one revision by replicas of another without
-//! dropping below a floor of ready replicas.
-//!
-//! For now this holds only the arithmetic of a rolling update ([`plan`]); it is not yet where
-//! replicas are started, probed, added to a load balancer or stopped.
+//! dropping below a floor of ready replicas, and rolling back when a health gate fails.
 
+pub mod history;
 pub mod plan;
+pub mod revision;
+pub mod state;
 
 pub use plan::{Bounds, IntOrPercent, Progress, Step, bounds, next_step, simulate};

@@ -1,0 +1,1 @@
+//! HAProxy through its runtime API (placeholder).

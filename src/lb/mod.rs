@@ -1,0 +1,4 @@
+//! Load balancers kept in step with a workload's replicas: servers added when a replica is
+//! healthy, drained before it stops, removed after.
+
+pub mod haproxy;

@@ -1,0 +1,1 @@
+//! One-shot commands for pipelines and scripts (placeholder).

@@ -1,0 +1,1 @@
+//! The revision history of a workload (placeholder).
