@@ -72,6 +72,167 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Roll a workload out to a new image, replica by replica, rolling back by itself when a
+    /// health gate fails; or act on a rollout in progress (status, pause, resume, abort).
+    ///
+    /// Exit codes: 0 done, 1 failed, 2 usage error, 3 could not reach the target, 4 failed and
+    /// rolled back.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Rollout {
+        #[command(subcommand)]
+        command: Option<RolloutCommand>,
+        #[command(flatten)]
+        start: RolloutArgs,
+    },
+    /// Roll a workload back to its previous revision, or to --to-revision N, with the same
+    /// safety as a rollout.
+    Rollback {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The revision to return to (see `pilothouse history`); default: the one before the
+        /// current.
+        #[arg(long, value_name = "N")]
+        to_revision: Option<u32>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List the recorded revisions of a workload.
+    History {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Set the replica count of a workload.
+    Scale {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The replica count to set.
+        #[arg(value_name = "N")]
+        replicas: u64,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List the workloads of the targets with their replicas, revision and any rollout.
+    Status {
+        /// Docker host to use instead of the targets in config.toml.
+        #[arg(long, value_name = "URL")]
+        docker_host: Option<String>,
+        /// A target of config.toml by name (default: all of them).
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// The workload a one-shot command works on, and where it runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// The workload: PROJECT/SERVICE for a Compose service, NAME for a Pilothouse group.
+    #[arg(value_name = "WORKLOAD")]
+    pub workload: String,
+    /// Docker host to use instead of the targets in config.toml (unix://, tcp://, http://).
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// A target of config.toml by name, when it has several.
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+}
+
+/// How a rollout or rollback runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Stay until the rollout ends and exit with its outcome; without it the rollout runs on
+    /// in the background and the command returns once it has started.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: roll back and exit 4 if the rollout has not finished within this time
+    /// (such as 90s, 10m).
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub timeout: Option<String>,
+    /// At most this many replicas over the count while rolling (a count or a percentage).
+    #[arg(long, value_name = "N|P%")]
+    pub max_surge: Option<String>,
+    /// At most this many replicas not ready while rolling (a count or a percentage).
+    #[arg(long, value_name = "N|P%")]
+    pub max_unavailable: Option<String>,
+    /// Fail the rollout when a step does not advance within this time (default 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub progress_deadline: Option<String>,
+    /// Readiness probe when the image has no HEALTHCHECK: http://:PORT/PATH or tcp://:PORT,
+    /// sent to each new replica's address.
+    #[arg(long, value_name = "URL")]
+    pub probe: Option<String>,
+    /// The HAProxy backend to keep in step (needs [loadbalancer] in config.toml or
+    /// --haproxy-socket), as BACKEND:PORT where PORT is the replicas' port.
+    #[arg(long, value_name = "BACKEND:PORT")]
+    pub backend: Option<String>,
+    /// HAProxy's runtime API socket, instead of config.toml's.
+    #[arg(long, value_name = "PATH|tcp://ADDR")]
+    pub haproxy_socket: Option<String>,
+    /// A Prometheus query checked during the rollout, with its condition, such as
+    /// "sum(rate(errors[1m])) < 0.01".
+    #[arg(long, value_name = "QUERY OP NUMBER")]
+    pub analysis: Option<String>,
+    /// Why: recorded as the revision's change cause and in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub cause: Option<String>,
+    /// Output: text (a live view on a terminal, one line per step in a pipe) or json (one
+    /// object per line, then the outcome).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// `pilothouse rollout WORKLOAD --image IMAGE`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub target: Option<TargetArgs>,
+    /// The image of the new revision.
+    #[arg(long, value_name = "IMAGE", required = true)]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `pilothouse rollout status|pause|resume|abort WORKLOAD`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolloutCommand {
+    /// Show the rollout in progress, or how the last one ended.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Wait until the rollout ends, and exit with its outcome.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Pause the rollout in progress after its current step.
+    Pause {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Resume a paused rollout.
+    Resume {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Stop the rollout in progress and roll back to the revision it started from.
+    Abort {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Output formats of the one-shot commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For programs: stable field names, documented in docs/cli.md.
+    Json,
 }
 
 /// `pilothouse rules ...`: work with rule files without touching any workload.

@@ -53,7 +53,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return print_all(&out);
         }
         Some(Command::Rules { command }) => return Ok(pilothouse::rules::run(command)),
-        None => {}
+        _ => {}
     }
 
     // Paths and config: a bad file stops here, before the terminal is taken.
@@ -63,6 +63,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(&paths)?;
+    if let Some(command) = cli.command {
+        return Ok(one_shot(command, &paths, &config));
+    }
     if let Some(address) = &cli.prometheus {
         PrometheusSource::new(address).wrap_err("--prometheus")?;
     }
@@ -120,6 +123,30 @@ fn daemon(cli: Cli, config: Config, paths: Paths) -> Result<ExitCode> {
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The commands that connect to a target, do one thing and exit with its code.
+fn one_shot(command: Command, paths: &Paths, config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pilothouse: cannot start the async runtime: {e}");
+            return ExitCode::from(pilothouse::ops::exit::FAILED);
+        }
+    };
+    let code = runtime.block_on(async {
+        match command {
+            Command::Rollout { .. } | Command::Rollback { .. } | Command::History { .. } => {
+                pilothouse::rollout::cli::run(command, paths, config).await
+            }
+            other => pilothouse::ops::run(other, paths, config).await,
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
 }
 
 /// Start one worker per target and the autoscaler, then run the console until it ends.
