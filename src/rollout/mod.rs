@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod history;
 pub mod plan;
+pub mod probe;
 pub mod revision;
 pub mod state;
 

@@ -74,7 +74,7 @@ impl Members {
     }
 
     /// The label filters that list this workload's containers.
-    fn filters(&self) -> HashMap<String, Vec<String>> {
+    pub fn filters(&self) -> HashMap<String, Vec<String>> {
         let labels = match self {
             Members::Compose { project, service } => vec![
                 format!("{COMPOSE_PROJECT}={project}"),
@@ -103,7 +103,7 @@ impl Members {
     }
 
     /// Whether a listed container belongs (Compose one-off `run` containers do not).
-    fn includes(&self, summary: &ContainerSummary) -> bool {
+    pub fn includes(&self, summary: &ContainerSummary) -> bool {
         let labels = summary.labels.as_ref();
         let oneoff = labels
             .and_then(|l| l.get(COMPOSE_ONEOFF))
@@ -403,7 +403,7 @@ pub async fn scale(
 }
 
 /// The workload's containers, all states, without Compose one-off containers.
-async fn list_members(
+pub async fn list_members(
     docker: &Docker,
     members: &Members,
 ) -> Result<Vec<Member>, bollard::errors::Error> {
@@ -473,44 +473,48 @@ impl ScaleUp<'_> {
         format!("cannot scale {} to {}: {why}", self.workload, self.replicas)
     }
 
-    /// Creates, connects and starts one replica; removes it again if any step fails.
-    async fn create_and_start(&self, replica: &NewReplica) -> Result<(), String> {
-        let options = CreateContainerOptions {
-            name: replica.name.clone(),
-            platform: None,
-        };
-        let created = self
-            .docker
-            .create_container(Some(options), replica.config.clone())
-            .await
-            .map_err(|e| format!("creating {} failed: {e}", replica.name))?;
-        if let Err(e) = self.connect_and_start(&created.id, replica).await {
-            let force = RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            };
-            let _ = self.docker.remove_container(&created.id, Some(force)).await;
-            return Err(e);
-        }
-        Ok(())
+    async fn create_and_start(&self, replica: &NewReplica) -> Result<String, String> {
+        create_and_start(self.docker, replica).await
     }
+}
 
-    async fn connect_and_start(&self, id: &str, replica: &NewReplica) -> Result<(), String> {
-        for (network, endpoint) in &replica.extra_networks {
-            let options = ConnectNetworkOptions {
-                container: id.to_string(),
-                endpoint_config: endpoint.clone(),
-            };
-            self.docker
-                .connect_network(network, options)
-                .await
-                .map_err(|e| format!("connecting {} to {network} failed: {e}", replica.name))?;
-        }
-        self.docker
-            .start_container(id, None::<StartContainerOptions<String>>)
-            .await
-            .map_err(|e| format!("starting {} failed: {e}", replica.name))
+/// Creates, connects and starts one replica, and returns its id; removes it again if any step
+/// fails.
+pub async fn create_and_start(docker: &Docker, replica: &NewReplica) -> Result<String, String> {
+    let options = CreateContainerOptions {
+        name: replica.name.clone(),
+        platform: None,
+    };
+    let created = docker
+        .create_container(Some(options), replica.config.clone())
+        .await
+        .map_err(|e| format!("creating {} failed: {e}", replica.name))?;
+    if let Err(e) = connect_and_start(docker, &created.id, replica).await {
+        let force = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = docker.remove_container(&created.id, Some(force)).await;
+        return Err(e);
     }
+    Ok(created.id)
+}
+
+async fn connect_and_start(docker: &Docker, id: &str, replica: &NewReplica) -> Result<(), String> {
+    for (network, endpoint) in &replica.extra_networks {
+        let options = ConnectNetworkOptions {
+            container: id.to_string(),
+            endpoint_config: endpoint.clone(),
+        };
+        docker
+            .connect_network(network, options)
+            .await
+            .map_err(|e| format!("connecting {} to {network} failed: {e}", replica.name))?;
+    }
+    docker
+        .start_container(id, None::<StartContainerOptions<String>>)
+        .await
+        .map_err(|e| format!("starting {} failed: {e}", replica.name))
 }
 
 fn list_or_none(names: &[String]) -> String {
@@ -587,7 +591,8 @@ fn scale_down_reply(
     ))
 }
 
-async fn stop_and_remove(docker: &Docker, member: &Member) -> Result<(), String> {
+/// Stops one replica with its own stop timeout, then removes it.
+pub async fn stop_and_remove(docker: &Docker, member: &Member) -> Result<(), String> {
     let timeout = stop_timeout(docker, &member.id).await;
     docker
         .stop_container(&member.id, Some(StopContainerOptions { t: timeout }))
