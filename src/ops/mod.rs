@@ -4,6 +4,7 @@
 //! Not for the console or the daemon, which keep workers connected; these connect once.
 
 pub mod exit;
+pub mod target;
 
 use crate::cli::Command;
 use crate::config::Config;
