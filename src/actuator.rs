@@ -33,6 +33,18 @@ pub enum ActionKind {
     ResumeRule { rule: String },
     /// Save a rule file from the editor (it changes what the autoscaler does).
     SaveRules { file: String, rules: Vec<String> },
+    /// Roll the workload out to a new revision.
+    Rollout {
+        from_revision: u32,
+        to_revision: u32,
+        image: String,
+    },
+    /// Roll the workload back to an earlier revision.
+    Rollback {
+        from_revision: u32,
+        to_revision: u32,
+        image: String,
+    },
 }
 
 /// A scale-up that adds more replicas than this at once asks first: a slip of the finger
@@ -72,6 +84,7 @@ impl ActionRequest {
             )),
             ActionKind::Scale { .. } | ActionKind::PauseRule { .. } => None,
             ActionKind::ResumeRule { .. } | ActionKind::SaveRules { .. } => None,
+            ActionKind::Rollout { .. } | ActionKind::Rollback { .. } => None,
             ActionKind::Restart { replica, .. } => Some(format!("Restart {replica}?")),
         }
     }
@@ -86,6 +99,15 @@ impl ActionRequest {
             ActionKind::PauseRule { rule } => format!("pause rule {rule}"),
             ActionKind::ResumeRule { rule } => format!("resume rule {rule}"),
             ActionKind::SaveRules { file, .. } => format!("save rules to {file}"),
+            ActionKind::Rollout {
+                to_revision, image, ..
+            } => format!(
+                "roll {} out to revision {to_revision} ({image})",
+                self.workload.name
+            ),
+            ActionKind::Rollback { to_revision, .. } => {
+                format!("roll {} back to revision {to_revision}", self.workload.name)
+            }
         }
     }
 }
@@ -383,7 +405,9 @@ async fn run_on_worker(
         },
         ActionKind::PauseRule { .. }
         | ActionKind::ResumeRule { .. }
-        | ActionKind::SaveRules { .. } => {
+        | ActionKind::SaveRules { .. }
+        | ActionKind::Rollout { .. }
+        | ActionKind::Rollback { .. } => {
             return Err(format!("{} is not an action for a worker", req.describe()));
         }
     };

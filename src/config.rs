@@ -172,6 +172,17 @@ pub struct Config {
     pub ui: UiConfig,
     /// The autoscaler's defaults.
     pub autoscaler: AutoscalerConfig,
+    /// The load balancer that rollouts keep in step.
+    pub loadbalancer: LoadBalancerConfig,
+}
+
+/// The `[loadbalancer]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadBalancerConfig {
+    /// HAProxy's runtime API: a socket path (`/run/haproxy/admin.sock`, `unix:/path`) or
+    /// `tcp://ADDRESS:PORT`; no default, so nothing is touched unless it is named.
+    pub haproxy_socket: Option<String>,
 }
 
 /// The `[autoscaler]` table.
@@ -243,6 +254,7 @@ impl Default for Config {
             logs: LogsConfig::default(),
             ui: UiConfig::default(),
             autoscaler: AutoscalerConfig::default(),
+            loadbalancer: LoadBalancerConfig::default(),
         }
     }
 }

@@ -1,12 +1,983 @@
-//! `pilothouse rollout`, `rollback` and `history` (placeholder).
+//! `pilothouse rollout`, `rollback` and `history`: the commands a pipeline deploys through.
+//!
+//! A rollout runs in the process that started it: with `--wait` in the foreground, printing its
+//! progress; without, in a child process of its own that outlives the command, writing to a log
+//! in the state directory. Either way its state file tells `rollout status`, the console and
+//! other commands what it is doing.
+//!
+//! Not for the steps themselves ([`super::run`]) or the revision arithmetic
+//! ([`super::history`], [`super::revision`]).
 
-use crate::cli::Command;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use bollard::container::InspectContainerOptions;
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::history::{self, History};
+use super::plan::{DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE, IntOrPercent};
+use super::probe::Probe;
+use super::revision::{self, HASH_LABEL, ImageDefaults, Template};
+use super::run::{self, Goal, Job, LbBinding, Outcome};
+use super::state::{self, Control, Files, Kind, Phase, RolloutState};
+use crate::actuator::{ActionKind, ActionRequest, AuditLog, current_user};
+use crate::cli::{Command, Output, RolloutCommand, RunArgs, TargetArgs};
 use crate::config::Config;
+use crate::lb::haproxy::Haproxy;
+use crate::model::{WorkloadId, WorkloadKind};
 use crate::ops::exit;
+use crate::ops::target::{self, Failure, Target};
 use crate::paths::Paths;
+use crate::platform::docker::scale::{self, Members};
+
+/// The variable a rollout started in the background is marked with, so it does not start
+/// another.
+const BACKGROUND_VAR: &str = "PILOTHOUSE_ROLLOUT_BACKGROUND";
+/// How long starting a rollout in the background waits for it to report.
+const BACKGROUND_START: Duration = Duration::from_secs(30);
 
 /// Runs `rollout`, `rollback` or `history`; the exit code.
-pub async fn run(command: Command, _paths: &Paths, _config: &Config) -> u8 {
-    eprintln!("pilothouse: {command:?} is not built yet");
-    exit::FAILED
+pub async fn run(command: Command, paths: &Paths, config: &Config) -> u8 {
+    let result = match command {
+        Command::Rollout {
+            command: Some(sub), ..
+        } => match sub {
+            RolloutCommand::Status {
+                target,
+                wait,
+                output,
+            } => status(&target, wait, output, paths, config).await,
+            RolloutCommand::Pause { target } => {
+                control(&target, Control::Pause, paths, config).await
+            }
+            RolloutCommand::Resume { target } => {
+                control(&target, Control::Resume, paths, config).await
+            }
+            RolloutCommand::Abort { target } => {
+                control(&target, Control::Abort, paths, config).await
+            }
+        },
+        Command::Rollout {
+            command: None,
+            start,
+        } => match (start.target, start.image) {
+            (Some(target), Some(image)) => {
+                let goal = Wanted::Image(image);
+                start_rollout(&target, goal, &start.run, paths, config).await
+            }
+            _ => Err(usage("rollout needs a WORKLOAD and --image IMAGE")),
+        },
+        Command::Rollback {
+            target,
+            to_revision,
+            run,
+        } => start_rollout(&target, Wanted::Revision(to_revision), &run, paths, config).await,
+        Command::History { target, output } => show_history(&target, output, paths, config).await,
+        other => Err(usage(&format!("{other:?} is not a rollout command"))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("pilothouse: {}", failure.message);
+            failure.code
+        }
+    }
+}
+
+fn usage(message: &str) -> Failure {
+    Failure {
+        code: exit::USAGE,
+        message: message.to_string(),
+    }
+}
+
+fn failed(message: impl Into<String>) -> Failure {
+    Failure {
+        code: exit::FAILED,
+        message: message.into(),
+    }
+}
+
+/// What a rollout goes to: a new image, or a recorded revision (the one before the current
+/// when no number is given).
+enum Wanted {
+    Image(String),
+    Revision(Option<u32>),
+}
+
+/// A workload found on its target, with its history and the revision it runs now.
+struct Found {
+    target: Target,
+    workload: WorkloadId,
+    members: Members,
+    files: Files,
+    history_path: std::path::PathBuf,
+    history: History,
+    /// The template of its newest replica, and that template's hash.
+    current: Template,
+    current_hash: String,
+}
+
+impl Found {
+    /// The number of the revision running now (recorded when the history was empty).
+    fn current_number(&self) -> u32 {
+        self.history
+            .by_hash(&self.current_hash)
+            .map(|r| r.number)
+            .unwrap_or(0)
+    }
+}
+
+/// Connects, finds the workload and reads its history; an empty history gets the workload's
+/// template as revision 1 (written only by `record_first`).
+async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found, Failure> {
+    let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
+    let name = args.workload.trim();
+    if name.is_empty() {
+        return Err(usage("the workload name is empty"));
+    }
+    let kind = if name.contains('/') {
+        WorkloadKind::Compose
+    } else {
+        WorkloadKind::Group
+    };
+    let workload = WorkloadId {
+        target: target.name.clone(),
+        kind,
+        name: name.to_string(),
+    };
+    let members = Members::of(&workload).map_err(failed)?;
+    let listed = scale::list_members(&target.docker, &members)
+        .await
+        .map_err(|e| Failure {
+            code: exit::UNREACHABLE,
+            message: format!("listing the containers on {} failed: {e}", target.address),
+        })?;
+    let Some(newest) = scale::newest(&listed) else {
+        let hint = match kind {
+            WorkloadKind::Compose => "a Compose service named PROJECT/SERVICE",
+            _ => "containers labelled pilothouse.group=NAME",
+        };
+        return Err(failed(format!(
+            "no workload named {name} on {} (looked for {hint})",
+            target.address
+        )));
+    };
+    let inspect = target
+        .docker
+        .inspect_container(&newest.id, None::<InspectContainerOptions>)
+        .await
+        .map_err(|e| failed(format!("inspecting {} failed: {e}", newest.name)))?;
+    let current = Template::from_container(&inspect).map_err(failed)?;
+    let current_hash = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(HASH_LABEL))
+        .cloned()
+        .unwrap_or_else(|| current.hash());
+    let files = Files::new(&paths.state_dir, &target.engine_id, name);
+    let history_path = History::path(&paths.state_dir, &target.engine_id, name);
+    let mut history = History::load(&history_path, name).map_err(failed)?;
+    if history.revisions.is_empty() {
+        history = recover_history(&target, name, &listed).await;
+    }
+    if history.by_hash(&current_hash).is_none() {
+        let cause = if history.revisions.is_empty() {
+            "the workload as it was before its first rollout"
+        } else {
+            "found running; not started by a rollout"
+        };
+        history.record(current.clone(), cause, Utc::now(), history::DEFAULT_KEEP);
+    }
+    let current_hash = match history.by_hash(&current_hash) {
+        Some(_) => current_hash,
+        None => current.hash(),
+    };
+    Ok(Found {
+        target,
+        workload,
+        members,
+        files,
+        history_path,
+        history,
+        current,
+        current_hash,
+    })
+}
+
+/// The history a workload's containers still tell when its file is gone (empty when they carry
+/// no revision labels, as before a first rollout).
+async fn recover_history(target: &Target, name: &str, listed: &[scale::Member]) -> History {
+    let mut containers = Vec::new();
+    for member in listed {
+        let Ok(inspect) = target
+            .docker
+            .inspect_container(&member.id, None::<InspectContainerOptions>)
+            .await
+        else {
+            continue;
+        };
+        let number = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(revision::revision_number);
+        if let Ok(template) = Template::from_container(&inspect) {
+            containers.push((template, number));
+        }
+    }
+    if containers.iter().all(|(_, number)| number.is_none()) {
+        return History::new(name);
+    }
+    History::recover(name, &containers, Utc::now())
+}
+
+/// `rollout WORKLOAD --image IMAGE` and `rollback WORKLOAD [--to-revision N]`.
+async fn start_rollout(
+    args: &TargetArgs,
+    wanted: Wanted,
+    run_args: &RunArgs,
+    paths: &Paths,
+    config: &Config,
+) -> Result<u8, Failure> {
+    let settings = Settings::from_args(run_args, config)?;
+    if config.read_only {
+        return Err(failed(
+            "read-only mode ([read_only] in config.toml): a rollout is an action, and is refused",
+        ));
+    }
+    if !run_args.wait && std::env::var_os(BACKGROUND_VAR).is_none() {
+        return start_in_background(args, paths, config).await;
+    }
+    let mut found = find(args, paths, config).await?;
+    let holder = format!(
+        "{} pid {} ({}@{})",
+        if matches!(wanted, Wanted::Image(_)) {
+            "rollout"
+        } else {
+            "rollback"
+        },
+        std::process::id(),
+        current_user(),
+        gethostname::gethostname().to_string_lossy()
+    );
+    let _lock = state::lock(&found.files, &holder).map_err(failed)?;
+    state::clear_control(&found.files);
+
+    let from_number = found.current_number();
+    let from = Goal::new(from_number, found.current.clone());
+    let user = current_user();
+    let (kind, template, cause) = match wanted {
+        Wanted::Image(image) => {
+            let template = new_template(&found, &image).await?;
+            let cause = run_args
+                .cause
+                .clone()
+                .unwrap_or_else(|| format!("rollout to {image} by {user}"));
+            (Kind::Rollout, template, cause)
+        }
+        Wanted::Revision(number) => {
+            let revision = match number {
+                Some(n) => found.history.by_number(n).ok_or_else(|| {
+                    let known: Vec<String> = found
+                        .history
+                        .revisions
+                        .iter()
+                        .map(|r| r.number.to_string())
+                        .collect();
+                    failed(format!(
+                        "{} has no revision {n}; its revisions are {}",
+                        found.workload.name,
+                        known.join(", ")
+                    ))
+                })?,
+                None => found
+                    .history
+                    .revisions
+                    .iter()
+                    .filter(|r| r.number < from_number)
+                    .max_by_key(|r| r.number)
+                    .ok_or_else(|| {
+                        failed(format!(
+                            "{} runs revision {from_number}, and no earlier revision is \
+                             recorded; see `pilothouse history {}`",
+                            found.workload.name, found.workload.name
+                        ))
+                    })?,
+            };
+            let cause = run_args
+                .cause
+                .clone()
+                .unwrap_or_else(|| format!("rollback to revision {} by {user}", revision.number));
+            (Kind::Rollback, revision.template.clone(), cause)
+        }
+    };
+    if template.hash() == found.current_hash {
+        let message = format!(
+            "{} already runs revision {from_number} ({}); nothing to do",
+            found.workload.name, template.image
+        );
+        print_outcome_nothing(run_args.output, &found, &message);
+        return Ok(exit::OK);
+    }
+    let to_number =
+        found
+            .history
+            .record(template.clone(), &cause, Utc::now(), history::DEFAULT_KEEP);
+    found.history.save(&found.history_path).map_err(failed)?;
+    let numbers: HashMap<String, u32> = found
+        .history
+        .revisions
+        .iter()
+        .map(|r| (r.hash.clone(), r.number))
+        .collect();
+    let from = Goal {
+        number: numbers.get(&from.hash).copied().unwrap_or(from.number),
+        ..from
+    };
+    let job = Job {
+        docker: found.target.docker.clone(),
+        workload: found.workload.name.clone(),
+        members: found.members.clone(),
+        files: found.files.clone(),
+        host: found.target.address.clone(),
+        engine_id: found.target.engine_id.clone(),
+        kind,
+        from,
+        to: Goal::new(to_number, template),
+        max_surge: settings.max_surge,
+        max_unavailable: settings.max_unavailable,
+        progress_deadline: settings.progress_deadline,
+        timeout: settings.timeout,
+        probe: settings.probe.clone(),
+        lb: settings.lb.clone(),
+        numbers,
+        by: user,
+    };
+    let audit = AuditLog::new(paths.audit_log());
+    let request = ActionRequest {
+        workload: found.workload.clone(),
+        kind: match kind {
+            Kind::Rollout => ActionKind::Rollout {
+                from_revision: job.from.number,
+                to_revision: job.to.number,
+                image: job.to.template.image.clone(),
+            },
+            Kind::Rollback => ActionKind::Rollback {
+                from_revision: job.from.number,
+                to_revision: job.to.number,
+                image: job.to.template.image.clone(),
+            },
+        },
+        origin: "cli",
+        confirmed: true,
+        reason: Some(cause),
+    };
+    audit.record(&request, "started", &request.describe());
+    let outcome = drive(&job, run_args.output).await;
+    let message = match &outcome {
+        Outcome::Succeeded => format!("{} succeeded", request.describe()),
+        Outcome::RolledBack(why) => format!(
+            "{} failed and was rolled back to revision {}: {why}",
+            request.describe(),
+            job.from.number
+        ),
+        Outcome::Failed(why) => format!("{} failed: {why}", request.describe()),
+    };
+    audit.record(&request, outcome.as_str(), &message);
+    Ok(outcome.exit_code())
+}
+
+/// The template a rollout to `image` makes from the current one.
+async fn new_template(found: &Found, image: &str) -> Result<Template, Failure> {
+    let docker = &found.target.docker;
+    let new_image = docker.inspect_image(image).await.map_err(|e| {
+        failed(format!(
+            "the image {image} is not on {} ({e}); build or pull it there first",
+            found.target.address
+        ))
+    })?;
+    let old_image = docker
+        .inspect_image(&found.current.image)
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "the image {} that {} runs now is not on {} ({e}), so which of its settings came \
+                 from the image cannot be told",
+                found.current.image, found.workload.name, found.target.address
+            ))
+        })?;
+    Ok(found.current.with_image(
+        image,
+        &ImageDefaults::from_image(&old_image),
+        &ImageDefaults::from_image(&new_image),
+    ))
+}
+
+/// The flags of a rollout, checked before anything is touched.
+struct Settings {
+    max_surge: IntOrPercent,
+    max_unavailable: IntOrPercent,
+    progress_deadline: Duration,
+    timeout: Option<Duration>,
+    probe: Option<Probe>,
+    lb: Option<LbBinding>,
+}
+
+impl Settings {
+    fn from_args(args: &RunArgs, config: &Config) -> Result<Settings, Failure> {
+        let bound = |flag: &str, value: &Option<String>, default: IntOrPercent| match value {
+            Some(text) => IntOrPercent::parse(text).map_err(|e| usage(&format!("{flag}: {e}"))),
+            None => Ok(default),
+        };
+        let duration = |flag: &str, value: &Option<String>| -> Result<Option<Duration>, Failure> {
+            value
+                .as_deref()
+                .map(|text| {
+                    crate::rules::parse_duration(text)
+                        .map_err(|why| usage(&format!("{flag} {text:?} {why}")))
+                })
+                .transpose()
+        };
+        let probe = args
+            .probe
+            .as_deref()
+            .map(Probe::parse)
+            .transpose()
+            .map_err(|e| usage(&format!("--probe: {e}")))?;
+        let lb = match &args.backend {
+            None => None,
+            Some(spec) => {
+                let (backend, port) = spec.rsplit_once(':').ok_or_else(|| {
+                    usage(&format!(
+                        "--backend {spec:?}: write it as BACKEND:PORT, PORT being the replicas' \
+                         port"
+                    ))
+                })?;
+                let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    usage(&format!(
+                        "--backend {spec:?}: {port:?} is not a port (1-65535)"
+                    ))
+                })?;
+                if backend.is_empty() {
+                    return Err(usage(&format!(
+                        "--backend {spec:?}: the backend name is empty"
+                    )));
+                }
+                let socket = args
+                    .haproxy_socket
+                    .clone()
+                    .or_else(|| config.loadbalancer.haproxy_socket.clone())
+                    .ok_or_else(|| {
+                        usage(
+                            "--backend needs HAProxy's runtime API socket: give \
+                             --haproxy-socket or set haproxy_socket under [loadbalancer] in \
+                             config.toml",
+                        )
+                    })?;
+                let haproxy =
+                    Haproxy::new(&socket).map_err(|e| usage(&format!("--haproxy-socket: {e}")))?;
+                Some(LbBinding {
+                    haproxy,
+                    backend: backend.to_string(),
+                    port,
+                })
+            }
+        };
+        if args.analysis.is_some() {
+            return Err(usage(
+                "--analysis is not supported yet: give health checks through the image's \
+                 HEALTHCHECK or --probe",
+            ));
+        }
+        Ok(Settings {
+            max_surge: bound("--max-surge", &args.max_surge, DEFAULT_MAX_SURGE)?,
+            max_unavailable: bound(
+                "--max-unavailable",
+                &args.max_unavailable,
+                DEFAULT_MAX_UNAVAILABLE,
+            )?,
+            progress_deadline: duration("--progress-deadline", &args.progress_deadline)?
+                .unwrap_or(run::DEFAULT_PROGRESS_DEADLINE),
+            timeout: duration("--timeout", &args.timeout)?,
+            probe,
+            lb,
+        })
+    }
+}
+
+/// Runs the rollout, printing its progress as asked; Ctrl-C (or SIGTERM) once aborts it, and
+/// so rolls back; twice leaves it where it is.
+async fn drive(job: &Job, output: Output) -> Outcome {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut printer = Printer::new(output);
+    let rollout = run::run(job, &events_tx);
+    tokio::pin!(rollout);
+    let mut interrupts = 0;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        let terminated = async {
+            match sigterm.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            outcome = &mut rollout => {
+                while let Ok(state) = events.try_recv() {
+                    printer.show(&state);
+                }
+                printer.done(job, &outcome);
+                return outcome;
+            }
+            Some(state) = events.recv() => printer.show(&state),
+            _ = tokio::signal::ctrl_c() => interrupts += 1,
+            _ = terminated => interrupts += 1,
+        }
+        if interrupts == 1 {
+            interrupts += 1;
+            eprintln!(
+                "pilothouse: aborting the rollout of {}: rolling back (interrupt again to leave \
+                 it as it is)",
+                job.workload
+            );
+            let _ = std::fs::write(&job.files.control, "abort\n");
+        } else if interrupts > 2 {
+            eprintln!(
+                "pilothouse: left {} as it is; `pilothouse rollout {} --image ...` or `pilothouse \
+                 rollback {}` takes it on from there",
+                job.workload, job.workload, job.workload
+            );
+            let mut state = state::read_state(&job.files.state).ok().flatten();
+            if let Some(state) = state.as_mut() {
+                state.phase = Phase::Interrupted;
+                state.message = "interrupted by an operator".to_string();
+                let _ = state::write_state(&job.files.state, state);
+            }
+            return Outcome::Failed("interrupted".to_string());
+        }
+    }
+}
+
+/// Prints a rollout's progress: a line per step (and per phase change) in a pipe or as JSON,
+/// with a live status line on a terminal.
+struct Printer {
+    output: Output,
+    live: bool,
+    steps_shown: usize,
+    phase: Option<Phase>,
+    started: Instant,
+}
+
+impl Printer {
+    fn new(output: Output) -> Printer {
+        Printer {
+            output,
+            live: output == Output::Text && std::io::stdout().is_terminal(),
+            steps_shown: 0,
+            phase: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn show(&mut self, state: &RolloutState) {
+        let mut lines = Vec::new();
+        if self.phase != Some(state.phase) {
+            if self.phase.is_some() || state.phase != Phase::Progressing {
+                lines.push(match self.output {
+                    Output::Json => json!({
+                        "event": "phase",
+                        "phase": state.phase.as_str(),
+                        "message": state.message,
+                    })
+                    .to_string(),
+                    Output::Text => {
+                        let mut line = format!("{}: {}", state.workload, state.phase.as_str());
+                        if !state.message.is_empty() {
+                            line.push_str(&format!(" ({})", state.message));
+                        }
+                        line
+                    }
+                });
+            } else {
+                lines.push(match self.output {
+                    Output::Json => json!({
+                        "event": "started",
+                        "workload": state.workload,
+                        "kind": state.kind,
+                        "from_revision": state.from_revision,
+                        "to_revision": state.to_revision,
+                        "image": state.image,
+                        "desired": state.desired,
+                        "max_surge": state.max_surge,
+                        "max_unavailable": state.max_unavailable,
+                    })
+                    .to_string(),
+                    Output::Text => format!(
+                        "{}: revision {} → {} ({}), {} replicas, max surge {}, max unavailable {}",
+                        state.workload,
+                        state.from_revision,
+                        state.to_revision,
+                        state.image,
+                        state.desired,
+                        state.max_surge,
+                        state.max_unavailable
+                    ),
+                });
+            }
+            self.phase = Some(state.phase);
+        }
+        for step in state.steps.iter().skip(self.steps_shown) {
+            lines.push(match self.output {
+                Output::Json => json!({
+                    "event": "step",
+                    "step": step.number,
+                    "created": step.created,
+                    "removed": step.removed,
+                    "took_ms": step.took_ms,
+                    "health_ms": step.health_ms,
+                    "drain_ms": step.drain_ms,
+                    "create_ms": step.create_ms,
+                    "own_ms": step.own_ms(),
+                    "revisions": revisions_json(state),
+                })
+                .to_string(),
+                Output::Text => format!(
+                    "step {}: {} | {} | {:.1}s (health checks {:.1}s, draining {:.1}s)",
+                    step.number,
+                    changes(&step.created, &step.removed),
+                    per_revision(state),
+                    step.took_ms as f64 / 1000.0,
+                    step.health_ms as f64 / 1000.0,
+                    step.drain_ms as f64 / 1000.0,
+                ),
+            });
+        }
+        self.steps_shown = state.steps.len();
+        let mut out = std::io::stdout().lock();
+        if self.live {
+            let _ = write!(out, "\r\x1b[K");
+        }
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        if self.live && !state.phase.is_final() {
+            let _ = write!(
+                out,
+                "  {} | {:.0}s",
+                per_revision(state),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+        let _ = out.flush();
+    }
+
+    fn done(&mut self, job: &Job, outcome: &Outcome) {
+        let state = state::read_state(&job.files.state).ok().flatten();
+        let took = self.started.elapsed().as_secs_f64();
+        let mut out = std::io::stdout().lock();
+        if self.live {
+            let _ = write!(out, "\r\x1b[K");
+        }
+        let why = match outcome {
+            Outcome::Succeeded => None,
+            Outcome::RolledBack(why) | Outcome::Failed(why) => Some(why.as_str()),
+        };
+        let _ = match self.output {
+            Output::Json => writeln!(
+                out,
+                "{}",
+                json!({
+                    "event": "done",
+                    "workload": job.workload,
+                    "outcome": outcome.as_str(),
+                    "exit": outcome.exit_code(),
+                    "from_revision": job.from.number,
+                    "to_revision": job.to.number,
+                    "image": job.to.template.image,
+                    "revision": match outcome {
+                        Outcome::Succeeded => Some(job.to.number),
+                        Outcome::RolledBack(_) => Some(job.from.number),
+                        Outcome::Failed(_) => None,
+                    },
+                    "reason": why,
+                    "steps": state.as_ref().map(|s| s.steps.len()).unwrap_or(0),
+                    "took_ms": (took * 1000.0) as u64,
+                })
+            ),
+            Output::Text => match outcome {
+                Outcome::Succeeded => writeln!(
+                    out,
+                    "{}: rolled out to revision {} ({}) in {took:.1}s",
+                    job.workload, job.to.number, job.to.template.image
+                ),
+                Outcome::RolledBack(why) => writeln!(
+                    out,
+                    "{}: rolled back to revision {} ({}) after {took:.1}s: {why}",
+                    job.workload, job.from.number, job.from.template.image
+                ),
+                Outcome::Failed(why) => {
+                    writeln!(out, "{}: failed after {took:.1}s: {why}", job.workload)
+                }
+            },
+        };
+        let _ = out.flush();
+    }
+}
+
+fn changes(created: &[String], removed: &[String]) -> String {
+    let mut parts: Vec<String> = created.iter().map(|n| format!("+{n}")).collect();
+    parts.extend(removed.iter().map(|n| format!("-{n}")));
+    if parts.is_empty() {
+        "no change".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// `rev 1: 2 (2 ready), rev 2: 2 (1 ready)`.
+fn per_revision(state: &RolloutState) -> String {
+    let parts: Vec<String> = state
+        .per_revision()
+        .iter()
+        .map(|(rev, total, ready)| {
+            let rev = if *rev == 0 {
+                "unrecorded".to_string()
+            } else {
+                format!("rev {rev}")
+            };
+            format!("{rev}: {total} ({ready} ready)")
+        })
+        .collect();
+    if parts.is_empty() {
+        "no replicas".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn revisions_json(state: &RolloutState) -> serde_json::Value {
+    state
+        .per_revision()
+        .iter()
+        .map(|(rev, total, ready)| json!({"revision": rev, "replicas": total, "ready": ready}))
+        .collect()
+}
+
+fn print_outcome_nothing(output: Output, found: &Found, message: &str) {
+    match output {
+        Output::Text => println!("{message}"),
+        Output::Json => println!(
+            "{}",
+            json!({
+                "event": "done",
+                "workload": found.workload.name,
+                "outcome": "unchanged",
+                "exit": exit::OK,
+                "revision": found.current_number(),
+                "reason": message,
+            })
+        ),
+    }
+}
+
+/// Starts the same command again with `--wait` as a process of its own, its output in the
+/// state directory's log, and returns once it has reported its start (or its end).
+async fn start_in_background(
+    args: &TargetArgs,
+    paths: &Paths,
+    config: &Config,
+) -> Result<u8, Failure> {
+    use std::os::unix::process::CommandExt;
+    let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
+    let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
+    if state::is_running(&files) {
+        return Err(failed(format!(
+            "a rollout of {} is running already; see `pilothouse rollout status {}`",
+            args.workload, args.workload
+        )));
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| failed(format!("cannot find this program: {e}")))?;
+    if let Some(dir) = files.log.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let log = std::fs::File::create(&files.log)
+        .map_err(|e| failed(format!("cannot create {}: {e}", files.log.display())))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| failed(format!("cannot open {}: {e}", files.log.display())))?;
+    let before = state::read_state(&files.state)
+        .ok()
+        .flatten()
+        .map(|s| s.started);
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(std::env::args_os().skip(1))
+        .arg("--wait")
+        .env(BACKGROUND_VAR, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| failed(format!("cannot start the rollout in the background: {e}")))?;
+    let pid = child.id();
+    let deadline = Instant::now() + BACKGROUND_START;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(&files.log).unwrap_or_default();
+            print!("{text}");
+            return Ok(status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(exit::FAILED));
+        }
+        let started = state::read_state(&files.state).ok().flatten();
+        if let Some(state) = started
+            && state.pid == pid
+            && Some(state.started) != before
+        {
+            println!(
+                "{}: rollout to revision {} ({}) started in the background (pid {pid}); follow it \
+                 with `pilothouse rollout status {} --wait`; its log is {}",
+                state.workload,
+                state.to_revision,
+                state.image,
+                state.workload,
+                files.log.display()
+            );
+            return Ok(exit::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(exit::OK)
+}
+
+/// `rollout status WORKLOAD [--wait]`.
+async fn status(
+    args: &TargetArgs,
+    wait: bool,
+    output: Output,
+    paths: &Paths,
+    config: &Config,
+) -> Result<u8, Failure> {
+    let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
+    let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
+    let mut shown: Option<RolloutState> = None;
+    loop {
+        let mut state = state::read_state(&files.state)
+            .map_err(failed)?
+            .ok_or_else(|| {
+                failed(format!(
+                    "no rollout of {} is recorded on {}",
+                    args.workload, target.address
+                ))
+            })?;
+        let running = state::is_running(&files);
+        if !running && !state.phase.is_final() {
+            state.phase = Phase::Interrupted;
+            state.message = format!(
+                "the process that ran it (pid {}) ended before it finished",
+                state.pid
+            );
+        }
+        if shown.as_ref() != Some(&state) {
+            print_status(&state, running, output);
+            shown = Some(state.clone());
+        }
+        if !wait || state.phase.is_final() {
+            return Ok(match state.phase {
+                Phase::Succeeded => exit::OK,
+                Phase::RolledBack => exit::ROLLED_BACK,
+                Phase::Failed | Phase::Interrupted => exit::FAILED,
+                Phase::Progressing | Phase::Paused | Phase::RollingBack => exit::OK,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn print_status(state: &RolloutState, running: bool, output: Output) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "workload": state.workload,
+                "kind": state.kind,
+                "phase": state.phase.as_str(),
+                "running": running,
+                "from_revision": state.from_revision,
+                "to_revision": state.to_revision,
+                "image": state.image,
+                "desired": state.desired,
+                "revisions": revisions_json(state),
+                "replicas": state.replicas,
+                "steps": state.steps.len(),
+                "message": state.message,
+                "started": state.started,
+                "updated": state.updated,
+                "pid": state.pid,
+                "by": state.by,
+            })
+        ),
+        Output::Text => {
+            println!(
+                "{}: {} from revision {} to {} ({}), {}; {} steps",
+                state.workload,
+                state.phase.as_str(),
+                state.from_revision,
+                state.to_revision,
+                state.image,
+                per_revision(state),
+                state.steps.len()
+            );
+            if !state.message.is_empty() {
+                println!("  {}", crate::text::sanitize_plain(&state.message));
+            }
+        }
+    }
+}
+
+/// `rollout pause|resume|abort WORKLOAD`.
+async fn control(
+    args: &TargetArgs,
+    word: Control,
+    paths: &Paths,
+    config: &Config,
+) -> Result<u8, Failure> {
+    let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
+    let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
+    state::send_control(&files, word).map_err(|e| failed(format!("{}: {e}", args.workload)))?;
+    println!(
+        "{}: {} sent to the rollout in progress",
+        args.workload,
+        word.as_str()
+    );
+    Ok(exit::OK)
+}
+
+/// `history WORKLOAD`.
+async fn show_history(
+    args: &TargetArgs,
+    output: Output,
+    paths: &Paths,
+    config: &Config,
+) -> Result<u8, Failure> {
+    let found = find(args, paths, config).await?;
+    let current = Some(found.current_hash.as_str());
+    match output {
+        Output::Text => print!("{}", history::render_table(&found.history, current)),
+        Output::Json => println!("{}", history::to_json(&found.history, current)),
+    }
+    Ok(exit::OK)
 }

@@ -6,6 +6,7 @@ pub mod history;
 pub mod plan;
 pub mod probe;
 pub mod revision;
+pub mod run;
 pub mod state;
 
 pub use plan::{Bounds, IntOrPercent, Progress, Step, bounds, next_step, simulate};

@@ -158,15 +158,20 @@ pub struct StepRecord {
     pub health_ms: u64,
     /// Waiting for removed replicas to drain from the load balancer and stop.
     pub drain_ms: u64,
+    /// The engine creating and starting the new replicas.
+    #[serde(default)]
+    pub create_ms: u64,
 }
 
 impl StepRecord {
-    /// The part of the step spent neither in health checks nor in draining: Pilothouse's own
-    /// work (creating, starting, talking to the load balancer, observing).
+    /// The part of the step spent neither in health checks, nor in draining, nor in the
+    /// engine's creating and starting: Pilothouse's own work (observing the replicas, deciding,
+    /// adding servers to the load balancer, writing its state).
     pub fn own_ms(&self) -> u64 {
         self.took_ms
             .saturating_sub(self.health_ms)
             .saturating_sub(self.drain_ms)
+            .saturating_sub(self.create_ms)
     }
 }
 
@@ -430,8 +435,9 @@ mod tests {
             removed: vec![],
             took_ms: 1000,
             health_ms: 700,
-            drain_ms: 250,
+            drain_ms: 200,
+            create_ms: 60,
         };
-        assert_eq!(step.own_ms(), 50);
+        assert_eq!(step.own_ms(), 40);
     }
 }

@@ -24,6 +24,7 @@ use crate::model::{WorkloadId, WorkloadKind};
 
 pub use decide::{Basis, decide, retain_recent};
 pub use decide::{Decision, Inputs, MetricRecommendation, Reading, Recommendation, ScaleEvent};
+pub use parse::parse_duration;
 
 /// One scaling rule for one workload, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]

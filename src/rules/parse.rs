@@ -1224,7 +1224,7 @@ fn duration(text: &Spanned<DurationText>, key: &str, errors: &mut Errors<'_>) ->
 
 /// Parse `1h30m`, `300s`, `0s`: whole numbers with `h`, `m`, `s`, largest unit first, at most
 /// [`MAX_DURATION`].
-pub(super) fn parse_duration(text: &str) -> Result<Duration, &'static str> {
+pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     const FORMAT: &str = "is not a duration: write whole hours, minutes and seconds like 15s, 5m, \
                           1h30m";
     const TOO_LONG: &str = "is too long: write at most 24h";
