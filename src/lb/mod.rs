@@ -2,3 +2,5 @@
 //! healthy, drained before it stops, removed after.
 
 pub mod haproxy;
+
+pub use haproxy::{Admin, Haproxy, LbError, RuntimeAddress, ServerState, valid_server_name};
