@@ -15,8 +15,10 @@ use bollard::Docker;
 use bollard::container::{Config, InspectContainerOptions};
 use bollard::image::BuildImageOptions;
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
+use chrono::Utc;
 use futures::StreamExt;
 use pilothouse::platform::docker::scale::{GROUP_LABEL, GROUP_NUMBER, Members, new_replica};
+use pilothouse::rollout::history::History;
 use pilothouse::rollout::revision::{
     HASH_LABEL, ImageDefaults, REVISION_LABEL, Template, revision_hash, revision_number,
 };
@@ -258,6 +260,33 @@ async fn a_replica_moved_to_a_new_image_runs_its_command_and_check_and_keeps_its
     assert_eq!(read_back, next);
     assert_eq!(read_back.hash(), next.hash());
     assert_ne!(next.hash(), template.hash());
+
+    // With the history file gone, the two replicas give back both revisions: the unlabelled
+    // one of image a as revision 1, the new one under the number and hash on its labels.
+    let recovered = History::recover(
+        &group,
+        &[
+            (
+                Template::from_container(&first_inspect).expect("template"),
+                None,
+            ),
+            (read_back, revision_number(&labels)),
+        ],
+        Utc::now(),
+    );
+    let numbered: Vec<(u32, &str, &str)> = recovered
+        .revisions
+        .iter()
+        .map(|r| (r.number, r.template.image.as_str(), r.hash.as_str()))
+        .collect();
+    let a_hash = template.hash();
+    assert_eq!(
+        numbered,
+        vec![
+            (1, IMAGE_A, a_hash.as_str()),
+            (2, IMAGE_B, next.hash().as_str())
+        ]
+    );
 
     // It runs image b's command: image b's check, which looks for the file that command
     // creates, passes.

@@ -174,6 +174,9 @@ impl Resources {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
     /// The image as the container's Config.Image names it (a tag or a digest reference).
+    // LIMITATION: a tag is recorded by name, not by the digest it stood for, so going back to
+    // a revision whose tag has since been pushed again runs the new content under the old
+    // revision's number; roll out by digest where that matters.
     pub image: String,
     pub cmd: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
@@ -290,6 +293,9 @@ impl Template {
     /// Docker's merge cannot be undone exactly: a value the workload set equal to the old
     /// image's (say `FOO=1` on an image that has `FOO=1`) looks inherited and follows the new
     /// image.
+    // LIMITATION: a replica keeps no record of what was set for it and what came from its
+    // image, so the rule above guesses from equality with the old image's values; Compose
+    // itself knows from its file and does not need to guess.
     pub fn with_image(
         &self,
         image_ref: &str,
