@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use haproxy_support::{
-    BACKEND, STATIC_BACKEND, TestBackend, TestHaproxy, free_loopback_port, get, haproxy_or_skip,
-    try_get,
+    BACKEND, KeepAliveClient, STATIC_BACKEND, TestBackend, TestHaproxy, free_loopback_port, get,
+    haproxy_or_skip, try_get,
 };
 use pilothouse::lb::haproxy::{Admin, Haproxy, LbError, ServerState};
 
@@ -444,6 +444,44 @@ async fn removing_a_server_with_a_request_in_flight_ends_it_and_deletes_the_serv
     let answer = in_flight.await.unwrap();
     let served = answer.as_ref().is_ok_and(|a| a.body == "slow");
     assert!(!served, "the session was not shut: {answer:?}");
+}
+
+#[tokio::test]
+async fn a_kept_client_connection_follows_the_drain_to_another_server() {
+    let Some(haproxy) = haproxy_or_skip().await else {
+        return;
+    };
+    let lb = client(&haproxy);
+    let (a, b) = (
+        TestBackend::start("web-a").await,
+        TestBackend::start("web-b").await,
+    );
+    lb.add_server(BACKEND, "web-a", a.address()).await.unwrap();
+    lb.add_server(BACKEND, "web-b", b.address()).await.unwrap();
+    let mut browser = KeepAliveClient::connect(haproxy.frontend()).await;
+    let first = browser.get().await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let (used, other) = if first.body == "web-a" {
+        ("web-a", "web-b")
+    } else {
+        ("web-b", "web-a")
+    };
+
+    lb.drain(BACKEND, used).await.unwrap();
+    let idle = lb
+        .wait_idle(BACKEND, used, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        idle,
+        "an open client connection with no request in flight kept {used} busy"
+    );
+    for _ in 0..3 {
+        assert_eq!(browser.get().await.body, other);
+    }
+    lb.remove_server(BACKEND, used).await.unwrap();
+    let after = browser.get().await;
+    assert_eq!((after.status, after.body.as_str()), (200, other));
 }
 
 #[tokio::test]

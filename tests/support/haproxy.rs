@@ -228,7 +228,8 @@ pub fn free_loopback_port() -> SocketAddr {
 }
 
 /// An HTTP server on a loopback port standing in for a replica: it answers every request with
-/// `200` and its name as the body, after `delay`, and closes the connection.
+/// `200` and its name as the body, after `delay`, and keeps the connection open unless the
+/// request asks to close it.
 pub struct TestBackend {
     pub name: String,
     address: SocketAddr,
@@ -279,23 +280,40 @@ async fn serve(listener: TcpListener, name: String, delay: Duration, answered: A
         let name = name.clone();
         let answered = answered.clone();
         tokio::spawn(async move {
-            if answer(stream, &name, delay).await.is_ok() {
-                answered.fetch_add(1, Ordering::SeqCst);
-            }
+            let _ = answer(stream, &name, delay, &answered).await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, name: &str, delay: Duration) -> std::io::Result<()> {
-    read_head(&mut stream).await?;
-    tokio::time::sleep(delay).await;
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{name}",
-        name.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+/// Answers the requests of one connection, keeping it open until a request asks to close it
+/// or the peer does.
+async fn answer(
+    mut stream: TcpStream,
+    name: &str,
+    delay: Duration,
+    answered: &AtomicU64,
+) -> std::io::Result<()> {
+    loop {
+        let head = read_head(&mut stream).await?;
+        if head.is_empty() {
+            return Ok(());
+        }
+        let close = String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("connection: close");
+        tokio::time::sleep(delay).await;
+        let connection = if close { "close" } else { "keep-alive" };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: {connection}\r\n\r\n{name}",
+            name.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        answered.fetch_add(1, Ordering::SeqCst);
+        if close {
+            return stream.shutdown().await;
+        }
+    }
 }
 
 /// The request line and headers, up to the blank line (at most 16 KiB).
@@ -354,4 +372,75 @@ pub async fn try_get(frontend: SocketAddr) -> Result<Answer, String> {
         status,
         body: body.to_string(),
     })
+}
+
+/// A client connection to the frontend that stays open between requests, as a browser's does.
+pub struct KeepAliveClient {
+    stream: TcpStream,
+    frontend: SocketAddr,
+}
+
+impl KeepAliveClient {
+    pub async fn connect(frontend: SocketAddr) -> KeepAliveClient {
+        let stream = TcpStream::connect(frontend)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {frontend} failed: {e}"));
+        KeepAliveClient { stream, frontend }
+    }
+
+    /// `GET /` on this connection; panics unless an answer with a `Content-Length` comes
+    /// within 10 s.
+    pub async fn get(&mut self) -> Answer {
+        let frontend = self.frontend;
+        tokio::time::timeout(Duration::from_secs(10), self.exchange())
+            .await
+            .unwrap_or_else(|_| panic!("no answer from {frontend} within 10 s"))
+            .unwrap_or_else(|why| panic!("GET through {frontend} on a kept connection: {why}"))
+    }
+
+    async fn exchange(&mut self) -> Result<Answer, String> {
+        let request = b"GET / HTTP/1.1\r\nHost: pilothouse-test\r\n\r\n";
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = read_head(&mut self.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| format!("not an HTTP answer: {:?}", String::from_utf8_lossy(&raw)))?;
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("no status in {head:?}"))?;
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+        let mut body = raw.split_off(end + 4);
+        while body.len() < length {
+            let mut chunk = [0u8; 1024];
+            let read = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+            if read == 0 {
+                return Err("the connection closed inside the body".to_string());
+            }
+            body.extend_from_slice(&chunk[..read]);
+        }
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
 }
