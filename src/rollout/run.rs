@@ -172,6 +172,8 @@ struct Runner<'a> {
     probes: HashMap<String, (u32, Instant)>,
     /// The step being timed: its record and when it started.
     open_step: Option<(StepRecord, Instant)>,
+    /// Ids of replicas of other revisions known to be in the load balancer.
+    synced: HashSet<String>,
 }
 
 impl<'a> Runner<'a> {
@@ -223,6 +225,7 @@ impl<'a> Runner<'a> {
             ready: HashSet::new(),
             probes: HashMap::new(),
             open_step: None,
+            synced: HashSet::new(),
         };
         runner.check_ports(desired + bounds.surge).await?;
         runner.publish();
@@ -283,10 +286,13 @@ impl<'a> Runner<'a> {
             let (new, old): (Vec<&Seen>, Vec<&Seen>) =
                 seen.iter().partition(|s| s.hash == goal.hash);
             self.gate_new(&new).await?;
-            let old_ready = old
+            let old_ready: Vec<&Seen> = old
                 .iter()
+                .copied()
                 .filter(|s| probe::gate(&s.inspect, false) == Gate::Passed)
-                .count();
+                .collect();
+            self.sync_lb(&old_ready).await?;
+            let old_ready = old_ready.len();
             let new_ready = new
                 .iter()
                 .filter(|s| self.ready.contains(&s.member.id))
@@ -488,6 +494,21 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Makes sure the ready replicas of other revisions are in the load balancer once per
+    /// rollout, so a backend that lacks some (a first rollout, a restarted load balancer) serves
+    /// every ready replica before any is drained.
+    async fn sync_lb(&mut self, ready: &[&Seen]) -> Result<(), Stop> {
+        if self.job.lb.is_none() {
+            return Ok(());
+        }
+        for seen in ready {
+            if self.synced.insert(seen.member.id.clone()) {
+                self.join_lb(seen).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a ready replica to the load balancer's backend.
     async fn join_lb(&self, seen: &Seen) -> Result<(), Stop> {
         let Some(lb) = &self.job.lb else {
@@ -556,8 +577,24 @@ impl<'a> Runner<'a> {
     /// Drains (from the load balancer), stops and removes the given replicas, in order.
     async fn remove(&mut self, victims: &[&Seen]) -> Result<(), Stop> {
         let began = Instant::now();
+        let in_lb: HashSet<String> = match &self.job.lb {
+            Some(lb) => lb
+                .haproxy
+                .servers(&lb.backend)
+                .await
+                .map_err(|e| Stop::Error(format!("reading backend {}: {e}", lb.backend)))?
+                .into_iter()
+                .map(|server| server.name)
+                .collect(),
+            None => HashSet::new(),
+        };
         for victim in victims {
-            if let Some(lb) = &self.job.lb {
+            if let Some(lb) = self
+                .job
+                .lb
+                .as_ref()
+                .filter(|_| in_lb.contains(&victim.member.name))
+            {
                 let name = &victim.member.name;
                 let lb_error =
                     |e: crate::lb::haproxy::LbError| Stop::Error(format!("draining {name}: {e}"));

@@ -581,3 +581,58 @@ pub fn wait_signal(name: &str) -> String {
 pub fn raise_signal(name: &str) -> String {
     format!("touch {SIGNALS_MOUNT}/{name}")
 }
+
+/// Builds `tag` (a `pilothouse-test/...` name) from [`TEST_IMAGE`] and the Dockerfile lines
+/// in `body`, with no registry: the build context holds only the Dockerfile. Safe across test
+/// processes (the same lock as the test image); a rebuild of an unchanged body comes from the
+/// engine's build cache.
+pub async fn build_image(docker: &Docker, tag: &str, body: &str) {
+    use bollard::image::BuildImageOptions;
+    assert!(
+        tag.starts_with("pilothouse-test/"),
+        "test images are pilothouse-test/...: {tag}"
+    );
+    ensure_test_image(docker).await;
+    let _guard = IMAGE_BUILD.lock().await;
+    let lock = ProcessLock::acquire(&std::env::temp_dir().join("pilothouse-test-image.lock"));
+    let dir = tempfile::tempdir().expect("context dir");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\n{body}"),
+    )
+    .expect("write the Dockerfile");
+    let tar = Command::new("tar")
+        .args(["--numeric-owner", "-C"])
+        .arg(dir.path())
+        .args(["-cf", "-", "Dockerfile"])
+        .output()
+        .expect("tar runs");
+    assert!(
+        tar.status.success(),
+        "tar failed: {}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
+    let options = BuildImageOptions {
+        dockerfile: "Dockerfile".to_string(),
+        t: tag.to_string(),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut progress = docker.build_image(options, None, Some(tar.stdout.into()));
+    while let Some(step) = progress.next().await {
+        match step {
+            Ok(info) => {
+                if let Some(error) = info.error {
+                    panic!("building {tag} failed: {error}");
+                }
+            }
+            Err(err) => panic!("building {tag} failed: {err}"),
+        }
+    }
+    drop(lock);
+    docker
+        .inspect_image(tag)
+        .await
+        .unwrap_or_else(|e| panic!("{tag} was not built: {e}"));
+}
