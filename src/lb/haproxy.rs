@@ -224,15 +224,17 @@ impl Haproxy {
         self.check_names(backend, server)?;
         let deadline = Instant::now() + timeout;
         loop {
-            match self.load(backend, server).await? {
-                None
-                | Some(Load {
-                    sessions: 0,
-                    queued: 0,
-                }) => return Ok(true),
-                Some(_) if Instant::now() >= deadline => return Ok(false),
-                Some(_) => tokio::time::sleep(POLL_EVERY).await,
+            let idle = self
+                .load(backend, server)
+                .await?
+                .is_none_or(|load| load.is_idle());
+            if idle {
+                return Ok(true);
             }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL_EVERY).await;
         }
     }
 
@@ -414,6 +416,12 @@ pub fn valid_server_name(name: &str) -> bool {
 struct Load {
     sessions: u64,
     queued: u64,
+}
+
+impl Load {
+    fn is_idle(&self) -> bool {
+        self.sessions == 0 && self.queued == 0
+    }
 }
 
 fn parse_address(address: &str) -> Result<RuntimeAddress, String> {
