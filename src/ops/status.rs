@@ -17,12 +17,10 @@ use crate::ops::target::{self, Failure, Target};
 use crate::ops::{exit, json_line, print_out, report};
 use crate::paths::Paths;
 use crate::platform::docker::connect;
+use crate::rollout::revision::REVISION_LABEL;
 use crate::rollout::state::{self, Phase};
 use crate::store::{Store, Workload};
 use crate::text::{display_width, pad, sanitize_plain};
-
-/// The container label that holds the revision a replica runs.
-pub const REVISION_LABEL: &str = "pilothouse.revision";
 
 /// What `status --output json` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
