@@ -248,6 +248,29 @@ async fn scaling_a_workload_that_does_not_exist_fails_with_what_was_asked_and_ne
     assert_eq!(running(&group).await.len(), 1);
 }
 
+#[tokio::test]
+async fn scaling_a_group_to_zero_is_refused_and_removes_nothing() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let group = Group::start(&docker, &label).await;
+    let dirs = Dirs::new();
+
+    let run = dirs.run(&["scale", &group.name, "0"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stderr
+            .starts_with(&format!("pilothouse: cannot scale {} to 0 ", group.name)),
+        "{run}"
+    );
+    assert_eq!(running(&group).await, [format!("{}-1", group.name)]);
+    let audited = dirs.audited(&group.name);
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["outcome"], "refused");
+}
+
 #[test]
 fn an_engine_that_cannot_be_reached_exits_3_naming_its_socket() {
     let dirs = Dirs::new();

@@ -1,4 +1,4 @@
-//! The exit codes of the one-shot commands, as the README documents them.
+//! The exit codes of the one-shot commands, as `docs/cli.md` documents them for pipelines.
 
 /// Done: the rollout finished, the scale happened, the listing was printed.
 pub const OK: u8 = 0;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::actuator::{ActionKind, ActionRequest, AuditLog, Refusal};
 use crate::cli::{Output, TargetArgs};
 use crate::config::Config;
-use crate::model::WorkloadId;
+use crate::model::{WorkloadId, WorkloadKind};
 use crate::ops::target::{self, Failure, Target};
 use crate::ops::{exit, json_line, print_out, report};
 use crate::paths::Paths;
@@ -134,8 +134,9 @@ async fn find(target: &Target, name: &str) -> Result<Workload, Failure> {
     )))
 }
 
-/// Why the scale may not run now, if it may not: read-only mode, or a rollout of the workload
-/// in progress (which owns the replica count until it ends).
+/// Why the scale may not run now, if it may not: read-only mode, a count of 0 for a workload
+/// that would not come back from it, or a rollout of the workload in progress (which owns the
+/// replica count until it ends).
 fn refusal(
     request: &ActionRequest,
     target: &Target,
@@ -145,12 +146,30 @@ fn refusal(
     if read_only {
         return Some(Refusal::ReadOnly(request.describe()).to_string());
     }
+    if let Some(refused) = zero_refusal(request) {
+        return Some(refused);
+    }
     let files = state::Files::new(&paths.state_dir, &target.engine_id, &request.workload.name);
     state::is_running(&files).then(|| {
         format!(
             "a rollout of {} is in progress; scale it after it ends (see pilothouse rollout \
              status {})",
             sanitize_plain(&request.workload.name),
+            sanitize_plain(&request.workload.name)
+        )
+    })
+}
+
+/// The refusal of a scale to 0 of a Compose service or a group: it removes every container,
+/// and with them the configuration a later scale-up copies, so nothing could scale it up
+/// again. The console asks first; a command line has nobody to ask. A Swarm service keeps its
+/// spec at 0 replicas, so it may go to 0.
+fn zero_refusal(request: &ActionRequest) -> Option<String> {
+    let to_zero = matches!(request.kind, ActionKind::Scale { to: 0, .. });
+    let keeps_spec = request.workload.kind == WorkloadKind::SwarmService;
+    (to_zero && !keeps_spec).then(|| {
+        format!(
+            "cannot scale {} to 0 from the command line: that removes every container, and with              them the configuration a later scale copies; stop them with docker stop, or scale              to 0 in the console, which asks first",
             sanitize_plain(&request.workload.name)
         )
     })
@@ -241,7 +260,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WorkloadKind;
 
     #[test]
     fn close_names_are_near_misses_and_names_that_hold_each_other() {
@@ -250,6 +268,27 @@ mod tests {
         assert_eq!(close_names("web", &names), ["shop/web", "web-canary"]);
         assert_eq!(close_names("BATCH", &names), ["batch"]);
         assert!(close_names("zzzzzz", &names).is_empty());
+    }
+
+    #[test]
+    fn only_a_swarm_service_may_be_scaled_to_zero() {
+        let request = |kind, to| ActionRequest {
+            workload: WorkloadId {
+                target: "local".into(),
+                kind,
+                name: "web".into(),
+            },
+            kind: ActionKind::Scale { from: 2, to },
+            origin: ORIGIN,
+            confirmed: true,
+            reason: None,
+        };
+        for kind in [WorkloadKind::Compose, WorkloadKind::Group] {
+            let refused = zero_refusal(&request(kind, 0)).expect("refused");
+            assert!(refused.starts_with("cannot scale web to 0"), "{refused}");
+            assert_eq!(zero_refusal(&request(kind, 1)), None);
+        }
+        assert_eq!(zero_refusal(&request(WorkloadKind::SwarmService, 0)), None);
     }
 
     #[test]
