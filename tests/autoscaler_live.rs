@@ -104,6 +104,7 @@ impl Autoscaler {
             hosts: HashMap::from([("local".to_string(), address.to_string())]),
             locks: HostLocks::new(locks.to_path_buf(), holder.to_string()),
             query_timeout: Duration::from_secs(2),
+            state_dir: Some(locks.join("state")),
         };
         let engine = pilothouse::autoscaler::start(settings, rules, errors, observed, actuator);
         Autoscaler {
@@ -557,4 +558,55 @@ async fn a_second_engine_on_the_same_host_stands_by_and_says_who_holds_it() {
 
     second.stop().await;
     prometheus.endpoint.remove(&load);
+}
+
+#[tokio::test]
+async fn a_running_rollout_holds_the_rule_until_it_ends() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    let Some(prometheus) = shared_prometheus_or_skip().await else {
+        return;
+    };
+    support::ensure_test_image(&docker).await;
+    let label = TestLabel::new();
+    let group = Group::start(&docker, &label).await;
+    let load = series(SERIES, &group.name);
+    prometheus.endpoint.set(&load, 10.0);
+    let locks = tempfile::tempdir().expect("a lock directory");
+    let mut autoscaler = Autoscaler::start(&group.name, &prometheus.url(), locks.path(), "test");
+    wait_for_reading(&autoscaler, 10.0).await;
+
+    // A rollout process of the group holds its rollout lock, as `pilothouse rollout` does.
+    let engine_id = docker
+        .info()
+        .await
+        .expect("docker info")
+        .id
+        .expect("an engine ID");
+    let files = pilothouse::rollout::state::Files::new(
+        &locks.path().join("state"),
+        &engine_id,
+        &group.name,
+    );
+    let rollout =
+        pilothouse::rollout::state::lock(&files, "rollout pid 1 (test)").expect("the rollout lock");
+
+    prometheus.endpoint.set(&load, 40.0);
+    wait("a cycle that waits for the rollout", WITHIN, async || {
+        let status = autoscaler.status();
+        match status.last() {
+            Some(r) if r.readings.first() == Some(&Ok(40.0)) && r.reason.contains("a rollout") => {
+                Ok(())
+            }
+            _ => Err(describe(&status)),
+        }
+    })
+    .await;
+    let (running, listed) = group.running().await;
+    assert_eq!(running, 1, "no scale while the rollout runs: {listed}");
+
+    drop(rollout);
+    wait_for_replicas(&autoscaler, &group, 4).await;
+    autoscaler.stop().await;
 }

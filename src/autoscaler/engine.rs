@@ -50,6 +50,8 @@ pub struct Settings {
     pub locks: HostLocks,
     /// How long one Prometheus query may take.
     pub query_timeout: Duration,
+    /// Where rollouts keep their state: a workload whose rollout is running is not scaled.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// What a front end asks of the engine.
@@ -246,6 +248,7 @@ pub fn start(
         sources: Mutex::new(HashMap::new()),
         servers: Mutex::new(Default::default()),
         query_timeout: settings.query_timeout,
+        state_dir: settings.state_dir,
     });
     let mut engine = Engine {
         shared,
@@ -282,6 +285,7 @@ struct Shared {
     /// Whether each server answered its last query, by address.
     servers: Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
     query_timeout: Duration,
+    state_dir: Option<PathBuf>,
 }
 
 /// What a rule remembers from cycle to cycle.
@@ -809,6 +813,10 @@ async fn cycle(
         // A scale started by an earlier cycle (or by the operator) is still running.
         reason.push_str("; an action on the workload is still running, so this cycle waits");
         Act::Hold
+    } else if rollout_running(shared, &seen.id) {
+        // The rollout keeps the count it started with; the next cycle after it decides anew.
+        reason.push_str("; a rollout of the workload is running, so this cycle waits for it");
+        Act::Hold
     } else if let Some(at) = retry_wait(memory, now) {
         let _ = write!(
             reason,
@@ -950,6 +958,22 @@ fn source_for(
     Ok(source)
 }
 
+/// Whether a rollout of `workload` is running now (its process holds the rollout lock).
+fn rollout_running(shared: &Shared, workload: &WorkloadId) -> bool {
+    let Some(state_dir) = &shared.state_dir else {
+        return false;
+    };
+    let engine_id = match lock(&shared.observed)
+        .target(&workload.target)
+        .map(|t| &t.conn)
+    {
+        Some(ConnState::Connected { engine_id, .. }) => engine_id.clone(),
+        _ => return false,
+    };
+    let files = crate::rollout::state::Files::new(state_dir, &engine_id, &workload.name);
+    crate::rollout::state::is_running(&files)
+}
+
 /// Take (or keep) the lock of the rule's engine. `None` when this autoscaler may act;
 /// otherwise who holds the engine, or why the lock cannot be taken. An engine that is not
 /// connected needs no lock yet (nothing can act on it), and a read-only autoscaler never takes
@@ -1086,6 +1110,7 @@ mod tests {
             hosts: HashMap::from([("local".to_string(), "unix:///test.sock".to_string())]),
             locks: HostLocks::new(dir.join("locks"), "test".to_string()),
             query_timeout: Duration::from_secs(1),
+            state_dir: Some(dir.join("state")),
         };
         let (rules, errors) = load_dir(dir);
         start(settings, rules, errors, observed, actuator)
