@@ -62,8 +62,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         print_version(&paths);
         return Ok(ExitCode::SUCCESS);
     }
-    let config = Config::load(&paths)?;
+    let mut config = Config::load(&paths)?;
     if let Some(command) = cli.command {
+        // One-shot commands read `--read-only` from the config they are given.
+        config.read_only |= cli.read_only;
         return Ok(one_shot(command, &paths, &config));
     }
     if let Some(address) = &cli.prometheus {

@@ -12,23 +12,20 @@ pub mod target;
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::config::Config;
 use crate::paths::Paths;
 
 pub use target::{Failure, Target};
 
-/// Runs `scale` or `status`; the exit code.
+/// Runs `scale` or `status`; the exit code. `config.read_only` already holds `--read-only`.
 pub async fn run(command: Command, paths: &Paths, config: &Config) -> u8 {
     match command {
         Command::Scale {
             target,
             replicas,
             output,
-        } => {
-            let read_only = config.read_only || read_only_flag();
-            scale::run(&target, replicas, output, paths, read_only, config).await
-        }
+        } => scale::run(&target, replicas, output, paths, config.read_only, config).await,
         Command::Status {
             docker_host,
             target,
@@ -48,16 +45,6 @@ pub async fn run(command: Command, paths: &Paths, config: &Config) -> u8 {
             exit::USAGE
         }
     }
-}
-
-/// Whether the command line carries the global `--read-only`.
-///
-/// `main.rs` hands [`run`] the subcommand alone, without the global flags; reading the command
-/// line again (with the same parser, so it means what it meant to `main`) keeps a scale under
-/// `pilothouse --read-only` from ever acting.
-fn read_only_flag() -> bool {
-    use clap::Parser;
-    Cli::try_parse_from(std::env::args_os()).is_ok_and(|cli| cli.read_only)
 }
 
 /// `value` as one line of JSON that a terminal shows as text: serde_json escapes the C0
