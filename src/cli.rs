@@ -172,9 +172,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH|tcp://ADDR")]
     pub haproxy_socket: Option<String>,
     /// A Prometheus query checked during the rollout, with its condition, such as
-    /// "sum(rate(errors[1m])) < 0.01".
+    /// "sum(rate(errors[1m])) < 0.01"; read from --prometheus or [autoscaler] prometheus in
+    /// config.toml. A reading that breaks it rolls back.
     #[arg(long, value_name = "QUERY OP NUMBER")]
     pub analysis: Option<String>,
+    /// Time between analysis readings (default 10s).
+    #[arg(long, value_name = "DURATION", requires = "analysis")]
+    pub analysis_interval: Option<String>,
+    /// Passing analysis readings needed before the rollout is done (default 3).
+    #[arg(long, value_name = "N", requires = "analysis")]
+    pub analysis_count: Option<u32>,
+    /// Inconclusive analysis readings (empty, NaN, no answer) allowed; one more fails the
+    /// rollout (default 3).
+    #[arg(long, value_name = "N", requires = "analysis")]
+    pub analysis_inconclusive: Option<u32>,
     /// Why: recorded as the revision's change cause and in the audit log.
     #[arg(long, value_name = "TEXT")]
     pub cause: Option<String>,

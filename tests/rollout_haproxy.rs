@@ -14,38 +14,19 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bollard::Docker;
 use bollard::container::InspectContainerOptions;
 use haproxy_support::{BACKEND, TestHaproxy, haproxy_or_skip, try_get};
 use pilothouse::lb::haproxy::Haproxy;
-use pilothouse::platform::docker::scale::{GROUP_LABEL, GROUP_NUMBER};
-use support::{TestLabel, build_image, docker_or_skip, run_container};
+use support::rollout::{
+    WEB_BAD, WEB_V1, WEB_V2, build_web_images, describe, json_lines, pilothouse, running,
+    start_group, wait_healthy,
+};
+use support::{TestLabel, docker_or_skip};
 use tokio::task::JoinHandle;
-
-const WEB_V1: &str = "pilothouse-test/rollout-web:v1";
-const WEB_V2: &str = "pilothouse-test/rollout-web:v2";
-const WEB_BAD: &str = "pilothouse-test/rollout-web:bad";
-
-/// A web server on port 8080 answering with `version`, stopped at once by SIGTERM, healthy
-/// once it answers (or never, with `check` false).
-fn web_image(version: &str, check: bool) -> String {
-    let health = if check {
-        "wget -q -O /dev/null http://127.0.0.1:8080/"
-    } else {
-        "false"
-    };
-    format!(
-        "RUN mkdir -p /www && echo {version} > /www/index.html\n\
-         HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD {health}\n\
-         STOPSIGNAL SIGTERM\n\
-         CMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]\n"
-    )
-}
 
 /// The requests sent through HAProxy while a rollout runs: every answer's body, and every
 /// failure with why.
@@ -106,47 +87,6 @@ impl Client {
     }
 }
 
-/// The `pilothouse` binary with its directories under `root`.
-fn pilothouse(root: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pilothouse"))
-        .args(args)
-        .env("PILOTHOUSE_CONFIG_DIR", root.join("config"))
-        .env("PILOTHOUSE_DATA_DIR", root.join("data"))
-        .env("PILOTHOUSE_STATE_DIR", root.join("state"))
-        .env_remove("DOCKER_HOST")
-        .output()
-        .expect("run pilothouse")
-}
-
-/// The group's running containers as (name, image), sorted by name.
-async fn running(docker: &Docker, label: &TestLabel, group: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for id in label.containers(docker).await {
-        let Ok(inspect) = docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-        else {
-            continue;
-        };
-        let config = inspect.config.unwrap_or_default();
-        let in_group = config
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(GROUP_LABEL))
-            .is_some_and(|g| g == group);
-        let is_running = inspect.state.and_then(|s| s.running).unwrap_or(false);
-        if in_group && is_running {
-            let name = inspect.name.unwrap_or_default();
-            out.push((
-                name.trim_start_matches('/').to_string(),
-                config.image.unwrap_or_default(),
-            ));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Runs a rollout command while the client sends requests; the command's output and what the
 /// client saw.
 async fn deploy(
@@ -166,41 +106,6 @@ async fn deploy(
     .expect("the rollout command ran");
     tokio::time::sleep(Duration::from_millis(300)).await;
     (output, client.stop().await)
-}
-
-fn describe(output: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The JSON lines a command printed.
-fn json_lines(output: &std::process::Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
-        })
-        .collect()
-}
-
-/// Waits until Docker calls the container healthy.
-async fn wait_healthy(docker: &Docker, name: &str) {
-    for _ in 0..300 {
-        let inspect = docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-            .expect("inspect");
-        let status = inspect.state.and_then(|s| s.health).and_then(|h| h.status);
-        if status.map(|s| s.to_string()).as_deref() == Some("healthy") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{name} did not become healthy within 30 s");
 }
 
 async fn servers(haproxy: &TestHaproxy) -> Vec<String> {
@@ -225,22 +130,10 @@ async fn rollouts_behind_haproxy_lose_no_request_roll_back_bad_images_and_return
     let Some(haproxy) = haproxy_or_skip().await else {
         return;
     };
-    build_image(&docker, WEB_V1, &web_image("v1", true)).await;
-    build_image(&docker, WEB_V2, &web_image("v2", true)).await;
-    build_image(&docker, WEB_BAD, &web_image("bad", false)).await;
-
+    build_web_images(&docker).await;
     let label = TestLabel::new();
     let group = label.short();
-    for n in 1..=3 {
-        let number = n.to_string();
-        let config = bollard::container::Config {
-            image: Some(WEB_V1.to_string()),
-            labels: Some(label.labels(&[(GROUP_LABEL, &group), (GROUP_NUMBER, &number)])),
-            stop_timeout: Some(2),
-            ..Default::default()
-        };
-        run_container(&docker, &format!("{group}-{n}"), config).await;
-    }
+    start_group(&docker, &label, &group, WEB_V1, 3).await;
     let root = tempfile::tempdir().expect("temp dir");
     let socket = haproxy.socket().display().to_string();
     let rollout_args = |image: &'static str| -> Vec<String> {

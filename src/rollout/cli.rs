@@ -17,6 +17,7 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::analysis::{Analysis, Condition};
 use super::history::{self, History};
 use super::plan::{DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE, IntOrPercent};
 use super::probe::Probe;
@@ -27,6 +28,7 @@ use crate::actuator::{ActionKind, ActionRequest, AuditLog, current_user};
 use crate::cli::{Command, Output, RolloutCommand, RunArgs, TargetArgs};
 use crate::config::Config;
 use crate::lb::haproxy::Haproxy;
+use crate::metrics::PrometheusSource;
 use crate::model::{WorkloadId, WorkloadKind};
 use crate::ops::exit;
 use crate::ops::target::{self, Failure, Target};
@@ -36,6 +38,8 @@ use crate::platform::docker::scale::{self, Members};
 /// The variable a rollout started in the background is marked with, so it does not start
 /// another.
 const BACKGROUND_VAR: &str = "PILOTHOUSE_ROLLOUT_BACKGROUND";
+/// Time between analysis readings when --analysis-interval is not given.
+const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(10);
 /// How long starting a rollout in the background waits for it to report.
 const BACKGROUND_START: Duration = Duration::from_secs(30);
 
@@ -355,6 +359,7 @@ async fn start_rollout(
         timeout: settings.timeout,
         probe: settings.probe.clone(),
         lb: settings.lb.clone(),
+        analysis: settings.analysis.clone(),
         numbers,
         by: user,
     };
@@ -426,6 +431,7 @@ struct Settings {
     timeout: Option<Duration>,
     probe: Option<Probe>,
     lb: Option<LbBinding>,
+    analysis: Option<Analysis>,
 }
 
 impl Settings {
@@ -488,12 +494,10 @@ impl Settings {
                 })
             }
         };
-        if args.analysis.is_some() {
-            return Err(usage(
-                "--analysis is not supported yet: give health checks through the image's \
-                 HEALTHCHECK or --probe",
-            ));
-        }
+        let analysis = match &args.analysis {
+            None => None,
+            Some(text) => Some(analysis_of(args, text, config)?),
+        };
         Ok(Settings {
             max_surge: bound("--max-surge", &args.max_surge, DEFAULT_MAX_SURGE)?,
             max_unavailable: bound(
@@ -506,8 +510,36 @@ impl Settings {
             timeout: duration("--timeout", &args.timeout)?,
             probe,
             lb,
+            analysis,
         })
     }
+}
+
+/// The analysis gate the flags describe, read from the configured Prometheus.
+fn analysis_of(args: &RunArgs, text: &str, config: &Config) -> Result<Analysis, Failure> {
+    let condition = Condition::parse(text).map_err(|e| usage(&format!("--analysis: {e}")))?;
+    let server = config.autoscaler.prometheus.as_deref().ok_or_else(|| {
+        usage(
+            "--analysis needs a Prometheus server: give --prometheus URL or set prometheus under \
+             [autoscaler] in config.toml",
+        )
+    })?;
+    let source = PrometheusSource::new(server).map_err(|e| usage(&format!("--prometheus: {e}")))?;
+    let interval = match &args.analysis_interval {
+        Some(text) => crate::rules::parse_duration(text)
+            .map_err(|why| usage(&format!("--analysis-interval {text:?} {why}")))?,
+        None => DEFAULT_ANALYSIS_INTERVAL,
+    };
+    if interval.is_zero() {
+        return Err(usage("--analysis-interval must be at least 1s"));
+    }
+    Ok(Analysis {
+        condition,
+        source: std::sync::Arc::new(source),
+        interval,
+        count: args.analysis_count.unwrap_or(3),
+        inconclusive_limit: args.analysis_inconclusive.unwrap_or(3),
+    })
 }
 
 /// Runs the rollout, printing its progress as asked; Ctrl-C (or SIGTERM) once aborts it, and

@@ -1,6 +1,7 @@
 //! Rollouts: replacing a workload's replicas of one revision by replicas of another without
 //! dropping below a floor of ready replicas, and rolling back when a health gate fails.
 
+pub mod analysis;
 pub mod cli;
 pub mod history;
 pub mod plan;

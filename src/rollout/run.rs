@@ -18,10 +18,13 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::analysis::{Analysis, Verdict};
 use super::plan::{self, Bounds, IntOrPercent, Progress};
 use super::probe::{self, Gate, Probe};
 use super::revision::{HASH_LABEL, Template};
-use super::state::{self, Control, Files, Kind, Phase, ReplicaView, RolloutState, StepRecord};
+use super::state::{
+    self, Control, Files, Kind, Phase, Reading, ReplicaView, RolloutState, StepRecord,
+};
 use crate::lb::haproxy::Haproxy;
 use crate::platform::docker::scale::{self, Member, Members};
 
@@ -29,6 +32,8 @@ use crate::platform::docker::scale::{self, Member, Members};
 pub const POLL: Duration = Duration::from_millis(100);
 /// What `progressDeadline` is when none is given, as for a Kubernetes Deployment.
 pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+/// Analysis readings the state file keeps, newest last.
+const ANALYSIS_KEPT: usize = 50;
 /// The longest a drained server is given to finish its sessions before its replica stops.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -80,6 +85,8 @@ pub struct Job {
     pub timeout: Option<Duration>,
     pub probe: Option<Probe>,
     pub lb: Option<LbBinding>,
+    /// A Prometheus condition checked while rolling forward.
+    pub analysis: Option<Analysis>,
     /// Revision numbers by template hash, for showing the replicas of other revisions.
     pub numbers: HashMap<String, u32>,
     pub by: String,
@@ -174,6 +181,10 @@ struct Runner<'a> {
     open_step: Option<(StepRecord, Instant)>,
     /// Ids of replicas of other revisions known to be in the load balancer.
     synced: HashSet<String>,
+    /// Analysis evaluations that passed and that were inconclusive, and when the next is due.
+    passes: u32,
+    inconclusive: u32,
+    next_analysis: Instant,
 }
 
 impl<'a> Runner<'a> {
@@ -226,6 +237,9 @@ impl<'a> Runner<'a> {
             probes: HashMap::new(),
             open_step: None,
             synced: HashSet::new(),
+            passes: 0,
+            inconclusive: 0,
+            next_analysis: Instant::now(),
         };
         runner.check_ports(desired + bounds.surge).await?;
         runner.publish();
@@ -309,8 +323,13 @@ impl<'a> Runner<'a> {
                 new: count(new.len()),
                 new_ready: count(new_ready),
             };
+            if abortable && self.analyse().await? {
+                last_progress = Instant::now();
+            }
             let step = plan::next_step(&progress, self.bounds);
-            if step.done || (old.is_empty() && new_ready >= self.state.desired as usize) {
+            let settled = step.done || (old.is_empty() && new_ready >= self.state.desired as usize);
+            let analysed = !abortable || self.analysed();
+            if settled && analysed {
                 let extra: Vec<&Seen> = self.extra_new(&new);
                 if !extra.is_empty() {
                     self.begin_step();
@@ -320,11 +339,15 @@ impl<'a> Runner<'a> {
                 self.close_step();
                 return Ok(());
             }
-            if step.create_new == 0 && step.remove_old == 0 {
+            if settled || (step.create_new == 0 && step.remove_old == 0) {
                 if last_progress.elapsed() > self.job.progress_deadline {
+                    let what = if settled {
+                        "the analysis did not pass"
+                    } else {
+                        "no replica became ready"
+                    };
                     return Err(Stop::Gate(format!(
-                        "no replica of revision {} became ready within the progress deadline \
-                         of {}",
+                        "rolling to revision {}, {what} within the progress deadline of {}",
                         goal.number,
                         show_duration(self.job.progress_deadline)
                     )));
@@ -349,6 +372,54 @@ impl<'a> Runner<'a> {
     fn extra_new<'s>(&self, new: &[&'s Seen]) -> Vec<&'s Seen> {
         let excess = new.len().saturating_sub(self.state.desired as usize);
         victims(new, &self.ready, excess)
+    }
+
+    /// Whether the analysis, if any, has passed as often as it must.
+    fn analysed(&self) -> bool {
+        self.job
+            .analysis
+            .as_ref()
+            .is_none_or(|analysis| self.passes >= analysis.count)
+    }
+
+    /// Evaluates the analysis when it is due: a failed reading, or one inconclusive reading
+    /// too many, stops the walk. True when it passed.
+    async fn analyse(&mut self) -> Result<bool, Stop> {
+        let Some(analysis) = self.job.analysis.as_ref() else {
+            return Ok(false);
+        };
+        if Instant::now() < self.next_analysis {
+            return Ok(false);
+        }
+        self.next_analysis = Instant::now() + analysis.interval;
+        let (value, verdict) = analysis.evaluate().await;
+        self.state.analysis.push(Reading {
+            at: Utc::now(),
+            value,
+            verdict: verdict.as_str().to_string(),
+        });
+        let keep = self.state.analysis.len().saturating_sub(ANALYSIS_KEPT);
+        self.state.analysis.drain(..keep);
+        self.publish();
+        match verdict {
+            Verdict::Pass => {
+                self.passes += 1;
+                Ok(true)
+            }
+            Verdict::Fail(why) => Err(Stop::Gate(why)),
+            Verdict::Inconclusive(why) => {
+                self.inconclusive += 1;
+                if self.inconclusive > analysis.inconclusive_limit {
+                    Err(Stop::Gate(format!(
+                        "analysis {:?} was inconclusive {} times, more than the {} allowed; the \
+                         last time: {why}",
+                        analysis.condition.query, self.inconclusive, analysis.inconclusive_limit
+                    )))
+                } else {
+                    Ok(false)
+                }
+            }
+        }
     }
 
     /// Reads the operator's word; waits out a pause. True when it paused.

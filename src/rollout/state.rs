@@ -41,9 +41,8 @@ pub fn engine_stem(engine_id: &str) -> String {
 pub fn workload_stem(workload: &str) -> String {
     let mut out = String::with_capacity(workload.len());
     for (i, byte) in workload.bytes().enumerate() {
-        let keep = byte.is_ascii_alphanumeric()
-            || matches!(byte, b'-' | b'_')
-            || (byte == b'.' && i > 0);
+        let keep =
+            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_') || (byte == b'.' && i > 0);
         if keep {
             out.push(byte as char);
         } else {

@@ -522,6 +522,7 @@ impl WorkerUnderTest {
 
 pub mod autoscale;
 pub mod prometheus;
+pub mod rollout;
 
 /// Where [`Signals`] appears inside a test container.
 pub const SIGNALS_MOUNT: &str = "/signals";
