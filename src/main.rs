@@ -66,6 +66,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(command) = cli.command {
         // One-shot commands read `--read-only` from the config they are given.
         config.read_only |= cli.read_only;
+        if cli.prometheus.is_some() {
+            config.autoscaler.prometheus = cli.prometheus.clone();
+        }
         return Ok(one_shot(command, &paths, &config));
     }
     if let Some(address) = &cli.prometheus {
