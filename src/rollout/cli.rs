@@ -621,7 +621,8 @@ impl Printer {
 
     fn show(&mut self, state: &RolloutState) {
         let mut lines = Vec::new();
-        if self.phase != Some(state.phase) {
+        // A final phase is told by `done`.
+        if self.phase != Some(state.phase) && !state.phase.is_final() {
             if self.phase.is_some() || state.phase != Phase::Progressing {
                 lines.push(match self.output {
                     Output::Json => json!({
@@ -963,13 +964,20 @@ fn print_status(state: &RolloutState, running: bool, output: Output) {
             })
         ),
         Output::Text => {
+            let revisions = match state.phase {
+                Phase::RollingBack | Phase::RolledBack => format!(
+                    "to revision {} from {} ({})",
+                    state.from_revision, state.to_revision, state.image
+                ),
+                _ => format!(
+                    "revision {} → {} ({})",
+                    state.from_revision, state.to_revision, state.image
+                ),
+            };
             println!(
-                "{}: {} from revision {} to {} ({}), {}; {} steps",
+                "{}: {} {revisions}, {}; {} steps",
                 state.workload,
                 state.phase.as_str(),
-                state.from_revision,
-                state.to_revision,
-                state.image,
                 per_revision(state),
                 state.steps.len()
             );

@@ -279,8 +279,6 @@ impl<'a> Runner<'a> {
     async fn walk(&mut self, goal: &Goal, abortable: bool) -> Result<(), Stop> {
         self.ready.clear();
         self.probes.clear();
-        self.state.to_revision = goal.number;
-        self.state.image = goal.template.image.clone();
         let mut last_progress = Instant::now();
         let mut best_ready = 0;
         loop {
