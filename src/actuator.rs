@@ -45,6 +45,8 @@ pub enum ActionKind {
         to_revision: u32,
         image: String,
     },
+    /// Leave a word (`pause`, `resume`, `abort`) for a rollout that another process runs.
+    RolloutControl { word: String },
 }
 
 /// A scale-up that adds more replicas than this at once asks first: a slip of the finger
@@ -85,6 +87,7 @@ impl ActionRequest {
             ActionKind::Scale { .. } | ActionKind::PauseRule { .. } => None,
             ActionKind::ResumeRule { .. } | ActionKind::SaveRules { .. } => None,
             ActionKind::Rollout { .. } | ActionKind::Rollback { .. } => None,
+            ActionKind::RolloutControl { .. } => None,
             ActionKind::Restart { replica, .. } => Some(format!("Restart {replica}?")),
         }
     }
@@ -107,6 +110,9 @@ impl ActionRequest {
             ),
             ActionKind::Rollback { to_revision, .. } => {
                 format!("roll {} back to revision {to_revision}", self.workload.name)
+            }
+            ActionKind::RolloutControl { word } => {
+                format!("{word} the rollout of {}", self.workload.name)
             }
         }
     }
@@ -285,6 +291,27 @@ impl Actuator {
         Ok(())
     }
 
+    /// An action this process carries out itself, at once, with no worker behind it (a word
+    /// left for a rollout that another process runs): refused and audited in read-only mode;
+    /// otherwise `act` runs and its outcome is audited.
+    pub fn run_here(
+        &self,
+        req: &ActionRequest,
+        act: impl FnOnce() -> Result<String, String>,
+    ) -> Result<String, ActionError> {
+        if self.read_only {
+            let refusal = Refusal::ReadOnly(req.describe());
+            self.audit.record(req, "refused", &refusal.to_string());
+            return Err(ActionError::Refused(refusal));
+        }
+        let result = act();
+        match &result {
+            Ok(message) => self.audit.record(req, "ok", message),
+            Err(message) => self.audit.record(req, "failed", message),
+        }
+        result.map_err(ActionError::Failed)
+    }
+
     fn start(
         &self,
         req: ActionRequest,
@@ -407,7 +434,8 @@ async fn run_on_worker(
         | ActionKind::ResumeRule { .. }
         | ActionKind::SaveRules { .. }
         | ActionKind::Rollout { .. }
-        | ActionKind::Rollback { .. } => {
+        | ActionKind::Rollback { .. }
+        | ActionKind::RolloutControl { .. } => {
             return Err(format!("{} is not an action for a worker", req.describe()));
         }
     };

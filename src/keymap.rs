@@ -8,7 +8,7 @@
 //!
 //! # File format
 //! ```toml
-//! [global]                  # tables: global, workloads, detail, logs, help, autoscaler
+//! [global]                  # tables: global, workloads, detail, logs, help, autoscaler, rollouts
 //! quit = ["q", "ctrl-c"]    # snake_case action = list of keys; it replaces that action's keys
 //! refresh = []              # an empty list unbinds the action in that mode
 //! ```
@@ -67,11 +67,16 @@ pub enum KeyAction {
     Autoscaler,
     EditRule,
     PauseRule,
+    Rollouts,
+    PauseRollout,
+    ResumeRollout,
+    AbortRollout,
+    Rollback,
 }
 
 impl KeyAction {
     /// Every action, in the order the help lists them; a new variant must be added here too.
-    pub const ALL: [KeyAction; 33] = [
+    pub const ALL: [KeyAction; 38] = [
         KeyAction::Quit,
         KeyAction::Back,
         KeyAction::Up,
@@ -105,6 +110,11 @@ impl KeyAction {
         KeyAction::Autoscaler,
         KeyAction::EditRule,
         KeyAction::PauseRule,
+        KeyAction::Rollouts,
+        KeyAction::PauseRollout,
+        KeyAction::ResumeRollout,
+        KeyAction::AbortRollout,
+        KeyAction::Rollback,
     ];
 
     /// The snake_case name used in keymap files.
@@ -143,6 +153,11 @@ impl KeyAction {
             KeyAction::Autoscaler => "autoscaler",
             KeyAction::EditRule => "edit_rule",
             KeyAction::PauseRule => "pause_rule",
+            KeyAction::Rollouts => "rollouts",
+            KeyAction::PauseRollout => "pause_rollout",
+            KeyAction::ResumeRollout => "resume_rollout",
+            KeyAction::AbortRollout => "abort_rollout",
+            KeyAction::Rollback => "rollback",
         }
     }
 
@@ -182,6 +197,11 @@ impl KeyAction {
             KeyAction::Autoscaler => "autoscaler view: rules, decisions",
             KeyAction::EditRule => "edit the rule, or write one for the workload",
             KeyAction::PauseRule => "pause / resume the rule",
+            KeyAction::Rollouts => "rollout view: the selected workload's, or all",
+            KeyAction::PauseRollout => "pause the rollout after its current step",
+            KeyAction::ResumeRollout => "resume a paused rollout",
+            KeyAction::AbortRollout => "abort the rollout and roll back (asks first)",
+            KeyAction::Rollback => "roll back to the previous revision (asks first)",
         }
     }
 
@@ -208,17 +228,20 @@ pub enum Mode {
     Help,
     /// The autoscaler view (rules and their decisions) is open.
     Autoscaler,
+    /// The rollout view (steps, replicas per revision, analysis) is open.
+    Rollouts,
 }
 
 impl Mode {
     /// Every mode, in the order of the keymap file.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Global,
         Mode::Workloads,
         Mode::Detail,
         Mode::Logs,
         Mode::Help,
         Mode::Autoscaler,
+        Mode::Rollouts,
     ];
 
     /// The table name used in keymap files.
@@ -230,6 +253,7 @@ impl Mode {
             Mode::Logs => "logs",
             Mode::Help => "help",
             Mode::Autoscaler => "autoscaler",
+            Mode::Rollouts => "rollouts",
         }
     }
 
@@ -423,6 +447,7 @@ impl Keymap {
                 (A::Help, &[key('?')]),
                 (A::Refresh, &[ctrl('r')]),
                 (A::Autoscaler, &[key('a')]),
+                (A::Rollouts, &[key('R')]),
             ],
         );
         keymap.bind_all(
@@ -467,6 +492,16 @@ impl Keymap {
                 (A::EditRule, &[key('e'), named(KeyCode::Enter)]),
                 (A::PauseRule, &[key('P')]),
                 (A::Autoscaler, &[key('a')]),
+            ],
+        );
+        keymap.bind_all(
+            Mode::Rollouts,
+            &[
+                (A::PauseRollout, &[key('p')]),
+                (A::ResumeRollout, &[key('r')]),
+                (A::AbortRollout, &[key('X')]),
+                (A::Rollback, &[key('u')]),
+                (A::Rollouts, &[key('R')]),
             ],
         );
         keymap

@@ -211,6 +211,7 @@ async fn console(
         previews,
     };
     let mut app = App::new(config, theme, keymap, store, actuator, platforms.workers);
+    app.attach_rollouts(paths.state_dir.clone(), platforms.endpoints);
     if engine.is_none() {
         // The rules are still shown (and found by `e`), each saying why it does not run here.
         app.on_rules(Arc::new(idle_rules(&rules_dir)));

@@ -3,10 +3,15 @@
 
 mod ui_fixture;
 
+use std::collections::HashMap;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::{Color, Modifier};
 
 use pilothouse::keymap::KeyAction;
+use pilothouse::rollout::state::{
+    self as rollout_state, Files, Kind, Phase, Reading, ReplicaView, RolloutState, StepRecord,
+};
 use pilothouse::theme::Theme;
 use ui_fixture::{app_with, app_with_theme, draw, log_records, screen_text, small_host};
 
@@ -222,4 +227,112 @@ fn a_long_connection_error_and_a_long_status_wrap_instead_of_being_cut() {
         screen.contains("WORKLOAD"),
         "the table is still drawn:\n{screen}"
     );
+}
+
+/// A rollout of `shop/web` from revision 1 to 2 as its state file has it.
+fn web_rollout(phase: Phase) -> RolloutState {
+    let replica = |name: &str, revision: u32, health: &str, ready: bool| ReplicaView {
+        name: name.to_string(),
+        revision,
+        health: health.to_string(),
+        ready,
+    };
+    let step = |number: u32, created: &str, removed: &str, took_ms: u64| StepRecord {
+        number,
+        created: vec![created.to_string()],
+        removed: vec![removed.to_string()],
+        took_ms,
+        health_ms: took_ms * 3 / 4,
+        drain_ms: 800,
+        create_ms: 150,
+    };
+    let now = ui_fixture::now();
+    RolloutState {
+        workload: "shop/web".to_string(),
+        host: "unix:///var/run/docker.sock".to_string(),
+        engine_id: "TEST:ENGINE".to_string(),
+        kind: Kind::Rollout,
+        phase,
+        from_revision: 1,
+        to_revision: 2,
+        image: "registry.local/shop/web:1.4".to_string(),
+        desired: 4,
+        max_surge: 1,
+        max_unavailable: 0,
+        replicas: vec![
+            replica("shop-web-1", 1, "healthy", true),
+            replica("shop-web-2", 1, "healthy", true),
+            replica("shop-web-5", 2, "healthy", true),
+            replica("shop-web-6", 2, "starting", false),
+        ],
+        steps: vec![
+            step(1, "shop-web-5", "shop-web-3", 6_400),
+            step(2, "shop-web-6", "shop-web-4", 5_900),
+        ],
+        analysis: vec![Reading {
+            at: now - chrono::TimeDelta::seconds(4),
+            value: Some(0.0031),
+            verdict: "pass".to_string(),
+        }],
+        message: String::new(),
+        started: now - chrono::TimeDelta::seconds(20),
+        updated: now - chrono::TimeDelta::seconds(2),
+        pid: 4242,
+        by: "ana".to_string(),
+    }
+}
+
+/// The console with `state` recorded for `shop/web` in a state directory under `dir`, and the
+/// rollout view opened on it from the workloads table.
+fn rollout_view(dir: &std::path::Path, state: &RolloutState) -> pilothouse::ui::app::App {
+    let mut app = app_with(small_host());
+    let addresses = HashMap::from([("local".to_string(), "unix:///test.sock".to_string())]);
+    app.attach_rollouts(dir.to_path_buf(), addresses);
+    let files = Files::new(dir, "TEST:ENGINE", "shop/web");
+    rollout_state::write_state(&files.state, state).unwrap();
+    app.table.set_filter("shop/web").unwrap();
+    app.on_key(key('R'));
+    app
+}
+
+#[test]
+fn rollout_view_progressing_120x32() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path(), "TEST:ENGINE", "shop/web");
+    let _running = rollout_state::lock(&files, "rollout pid 4242 (ana@box)").unwrap();
+    let mut app = rollout_view(dir.path(), &web_rollout(Phase::Progressing));
+    insta::assert_snapshot!(draw(&mut app, 120, 32).backend());
+}
+
+#[test]
+fn rollout_view_rolled_back_with_message_100x24() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = web_rollout(Phase::RolledBack);
+    state.replicas.retain(|r| r.revision == 1);
+    state.message = "health gate failed: shop-web-6 unhealthy after 30s \u{1b}]0;pwned\u{7}\
+                     (exit 1); rolled back to revision 1"
+        .to_string();
+    let mut app = rollout_view(dir.path(), &state);
+    let terminal = draw(&mut app, 100, 24);
+    let screen = screen_text(&terminal);
+    assert!(
+        !screen.contains('\u{1b}') && !screen.contains("pwned"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(terminal.backend());
+}
+
+#[test]
+fn rolling_back_from_the_rollout_view_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = rollout_view(dir.path(), &web_rollout(Phase::Succeeded));
+    app.on_key(key('u'));
+    let screen = screen_text(&draw(&mut app, 120, 32));
+    assert!(
+        screen.contains("Roll shop/web back to its previous revision?"),
+        "{screen}"
+    );
+    app.on_key(key('n'));
+    let screen = screen_text(&draw(&mut app, 120, 32));
+    assert!(screen.contains("cancelled"), "{screen}");
 }

@@ -27,6 +27,7 @@ use crate::theme::Theme;
 
 use super::command::{self, CommandLine};
 use super::editor::Editor;
+use super::rollouts::{RolloutAct, RolloutLink};
 use super::rules_ctl::AutoscalerLink;
 use super::workloads::WorkloadTable;
 
@@ -39,6 +40,8 @@ pub enum View {
     Autoscaler,
     /// The rule editor.
     Editor,
+    /// Rollouts: steps, replicas per revision, analysis.
+    Rollouts,
 }
 
 /// Which pane of the workloads view has the keys.
@@ -70,6 +73,12 @@ pub enum Prompt {
     Confirm {
         question: String,
         request: ActionRequest,
+    },
+    /// Aborting a rollout or starting a rollback, waiting for y/n.
+    ConfirmRollout {
+        question: String,
+        workload: WorkloadId,
+        act: RolloutAct,
     },
 }
 
@@ -179,6 +188,8 @@ pub struct App {
     pub(crate) editor_return: View,
     /// Where rule files live, and the running autoscaler, if any.
     pub(crate) autoscaler: AutoscalerLink,
+    /// Where rollouts are recorded, and the rollout view while it is open.
+    pub rollouts: RolloutLink,
 }
 
 impl App {
@@ -219,6 +230,7 @@ impl App {
             return_to: View::Workloads,
             editor_return: View::Workloads,
             autoscaler: AutoscalerLink::default(),
+            rollouts: RolloutLink::default(),
         }
     }
 
@@ -244,6 +256,7 @@ impl App {
         match (self.view, self.pane) {
             (View::Logs, _) => Mode::Logs,
             (View::Autoscaler | View::Editor, _) => Mode::Autoscaler,
+            (View::Rollouts, _) => Mode::Rollouts,
             (View::Workloads, Pane::Workloads) => Mode::Workloads,
             (View::Workloads, Pane::Detail) => Mode::Detail,
         }
@@ -334,10 +347,12 @@ impl App {
             KeyAction::Command => self.prompt = Prompt::Command(CommandLine::default()),
             KeyAction::Quit | KeyAction::Back => self.back(action == KeyAction::Quit),
             KeyAction::Autoscaler => self.toggle_autoscaler(),
+            KeyAction::Rollouts => self.toggle_rollouts(),
             _ => match self.view {
                 View::Workloads => self.on_workloads_action(action),
                 View::Logs => self.on_logs_action(action),
                 View::Autoscaler => self.on_autoscaler_action(action),
+                View::Rollouts => self.on_rollouts_action(action),
                 View::Editor => {}
             },
         }
@@ -346,6 +361,8 @@ impl App {
     fn back(&mut self, quit_key: bool) {
         if self.view == View::Autoscaler {
             self.view = self.return_to;
+        } else if self.view == View::Rollouts {
+            self.close_rollouts();
         } else if self.view == View::Logs {
             self.close_logs();
         } else if self.pane == Pane::Detail {
@@ -503,6 +520,25 @@ impl App {
                     Prompt::None
                 }
                 _ => Prompt::Confirm { question, request },
+            },
+            Prompt::ConfirmRollout {
+                question,
+                workload,
+                act,
+            } => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    self.confirmed_rollout(workload, act);
+                    return;
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    self.info("cancelled".to_string());
+                    Prompt::None
+                }
+                _ => Prompt::ConfirmRollout {
+                    question,
+                    workload,
+                    act,
+                },
             },
             Prompt::Command(mut line) => match key.code {
                 KeyCode::Enter => {

@@ -31,6 +31,7 @@ fn hinted(mode: Mode) -> &'static [KeyAction] {
             KeyAction::Open,
             KeyAction::SortNext,
             KeyAction::Command,
+            KeyAction::Rollouts,
         ],
         Mode::Detail => &[
             KeyAction::Logs,
@@ -54,6 +55,16 @@ fn hinted(mode: Mode) -> &'static [KeyAction] {
         Mode::Autoscaler => &[
             KeyAction::EditRule,
             KeyAction::PauseRule,
+            KeyAction::Up,
+            KeyAction::Down,
+            KeyAction::Help,
+            KeyAction::Back,
+        ],
+        Mode::Rollouts => &[
+            KeyAction::PauseRollout,
+            KeyAction::ResumeRollout,
+            KeyAction::AbortRollout,
+            KeyAction::Rollback,
             KeyAction::Up,
             KeyAction::Down,
             KeyAction::Help,
@@ -118,7 +129,9 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
             "Enter applies, Esc cancels",
             theme,
         ),
-        Prompt::Confirm { .. } => Line::styled(" y confirms, n cancels", theme.warning),
+        Prompt::Confirm { .. } | Prompt::ConfirmRollout { .. } => {
+            Line::styled(" y confirms, n cancels", theme.warning)
+        }
         Prompt::None => match status {
             Some(s) => {
                 let style = match s.level {
@@ -212,6 +225,11 @@ fn hint_word(action: KeyAction) -> &'static str {
         KeyAction::PauseRule => "pause",
         KeyAction::Up => "up",
         KeyAction::Down => "down",
+        KeyAction::Rollouts => "rollouts",
+        KeyAction::PauseRollout => "pause",
+        KeyAction::ResumeRollout => "resume",
+        KeyAction::AbortRollout => "abort",
+        KeyAction::Rollback => "rollback",
         _ => "",
     }
 }

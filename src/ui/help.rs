@@ -63,6 +63,7 @@ fn mode_title(mode: Mode) -> &'static str {
         Mode::Logs => "logs view",
         Mode::Help => "help",
         Mode::Autoscaler => "autoscaler view",
+        Mode::Rollouts => "rollout view",
     }
 }
 

@@ -12,6 +12,7 @@ pub mod format;
 pub mod header;
 pub mod help;
 pub mod logs;
+pub mod rollouts;
 pub mod rules_ctl;
 pub mod tui;
 pub mod workloads;
@@ -60,6 +61,11 @@ pub fn draw(f: &mut Frame, app: &mut App) {
                 editor.render(f, body, &app.theme);
             }
         }
+        View::Rollouts => {
+            if let Some(view) = app.rollouts.view.as_ref() {
+                rollouts::render(f, body, view, &app.theme, app.now);
+            }
+        }
     }
     let hints: Vec<String> = match &app.prompt {
         Prompt::Command(line) => {
@@ -74,7 +80,8 @@ pub fn draw(f: &mut Frame, app: &mut App) {
         let mode = app.base_mode();
         help::render(f, body, &app.keymap, mode, &mut app.help_scroll, &app.theme);
     }
-    if let Prompt::Confirm { question, .. } = &app.prompt {
+    if let Prompt::Confirm { question, .. } | Prompt::ConfirmRollout { question, .. } = &app.prompt
+    {
         footer::render_confirm(f, body, question, &app.theme);
     }
 }

@@ -96,7 +96,7 @@ impl App {
                 self.return_to = View::Workloads;
                 self.view = View::Autoscaler;
             }
-            View::Workloads => {
+            View::Workloads | View::Rollouts => {
                 self.return_to = View::Workloads;
                 self.view = View::Autoscaler;
             }

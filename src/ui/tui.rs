@@ -1,6 +1,7 @@
 //! The run loop: the terminal set up and restored, and one loop that selects over terminal
-//! events, worker updates, action outcomes, signals and a one-second tick, and draws only when
-//! something changed, at most once per frame.
+//! events, worker updates, action outcomes, signals, a one-second tick and (while the rollout
+//! view is open) the rollout poll, and draws only when something changed, at most once per
+//! frame.
 //!
 //! Not for state changes: those are the app's; this only routes events to it.
 
@@ -25,7 +26,8 @@ use crate::autoscaler::{DecisionRecord, Status};
 use crate::platform::Update;
 use crate::store::Change;
 
-use super::app::App;
+use super::app::{App, View};
+use super::rollouts::POLL_EVERY;
 
 /// Updates applied in one go before the loop looks at the keyboard again.
 const UPDATES_PER_TURN: usize = 256;
@@ -109,6 +111,8 @@ async fn event_loop(terminal: &mut Term, app: &mut App, feeds: &mut Feeds) -> io
     let mut signals = Signals::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut rollout_poll = tokio::time::interval(POLL_EVERY);
+    rollout_poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut pending = Change::Structure;
     let mut last_draw: Option<Instant> = None;
 
@@ -148,6 +152,12 @@ async fn event_loop(terminal: &mut Term, app: &mut App, feeds: &mut Feeds) -> io
                 pending = Change::Structure;
             }
             _ = tick.tick() => pending = Change::Structure,
+            // The rollout view reads its few state files while it is open, and only then.
+            _ = rollout_poll.tick(), if app.view == View::Rollouts => {
+                if app.poll_rollouts() {
+                    pending = Change::Structure;
+                }
+            }
             _ = tokio::time::sleep_until(deadline), if pending == Change::Structure => {}
         }
         if app.quit {
