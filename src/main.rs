@@ -164,7 +164,8 @@ async fn console(
 ) -> Result<tui::Exit> {
     // Workers, and the one task that hands their updates to the engine's store and the console.
     let targets = setup::docker_targets(cli.docker_host.as_deref(), &config);
-    let platforms = setup::start_docker(targets);
+    let lb = setup::load_balancer(&config).map_err(|e| eyre!(e))?;
+    let platforms = setup::start_docker(targets, lb);
     let mut store = Store::new(config.ui.stats_history);
     for name in &platforms.names {
         store.add_target(name, PlatformKind::Docker);

@@ -23,7 +23,7 @@ use haproxy_support::{BACKEND, TestHaproxy, haproxy_or_skip, try_get};
 use pilothouse::lb::haproxy::Haproxy;
 use support::rollout::{
     WEB_BAD, WEB_V1, WEB_V2, build_web_images, describe, json_lines, pilothouse, running,
-    start_group, wait_healthy,
+    start_group, start_group_with, wait_healthy,
 };
 use support::{TestLabel, docker_or_skip};
 use tokio::task::JoinHandle;
@@ -357,4 +357,95 @@ async fn rollouts_behind_haproxy_lose_no_request_roll_back_bad_images_and_return
         "{}",
         describe(&missing)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_workload_that_names_its_backend_keeps_haproxy_in_step_and_loses_no_request() {
+    let Some(docker) = docker_or_skip().await else {
+        return;
+    };
+    let Some(haproxy) = haproxy_or_skip().await else {
+        return;
+    };
+    build_web_images(&docker).await;
+    let label = TestLabel::new();
+    let group = label.short();
+    let lb_labels = [
+        ("pilothouse.lb.backend", BACKEND),
+        ("pilothouse.lb.port", "8080"),
+    ];
+    start_group_with(&docker, &label, &group, WEB_V1, 1, &lb_labels).await;
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(root.path().join("config")).expect("config dir");
+    std::fs::write(
+        root.path().join("config/config.toml"),
+        format!(
+            "[loadbalancer]\nhaproxy_socket = {:?}\n",
+            haproxy.socket().display().to_string()
+        ),
+    )
+    .expect("config.toml");
+    let scale = |n: &str| {
+        [
+            "scale",
+            group.as_str(),
+            n,
+            "--docker-host",
+            "unix:///var/run/docker.sock",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<String>>()
+    };
+
+    // Scaling to the count it has adds the ready replica that the backend lacks.
+    wait_healthy(&docker, &format!("{group}-1")).await;
+    let args = scale("1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = pilothouse(root.path(), &args);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(servers(&haproxy).await, vec![format!("{group}-1")]);
+
+    // Up to 3: the new replicas join once healthy; down to 1: the newest leave first, drained.
+    for (n, expected) in [("3", vec![1, 2, 3]), ("1", vec![1])] {
+        let args = scale(n);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (output, traffic) = deploy(root.path(), haproxy.frontend(), &args).await;
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        assert!(
+            traffic.failed.is_empty(),
+            "scale to {n}: failed requests: {:?}",
+            traffic.failed
+        );
+        let names: Vec<String> = expected.iter().map(|i| format!("{group}-{i}")).collect();
+        assert_eq!(servers(&haproxy).await, names, "after scaling to {n}");
+        let now: Vec<String> = running(&docker, &label, &group)
+            .await
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(now, names);
+    }
+
+    // A rollout without --backend keeps the backend its replicas name in step.
+    let args = [
+        "rollout",
+        group.as_str(),
+        "--image",
+        WEB_V2,
+        "--wait",
+        "--docker-host",
+        "unix:///var/run/docker.sock",
+    ];
+    let (output, traffic) = deploy(root.path(), haproxy.frontend(), &args).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        traffic.failed.is_empty(),
+        "failed requests: {:?}",
+        traffic.failed
+    );
+    let now = running(&docker, &label, &group).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(servers(&haproxy).await, vec![now[0].0.clone()]);
+    assert_eq!(traffic.ok.last().map(String::as_str), Some("v2"));
 }

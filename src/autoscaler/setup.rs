@@ -14,6 +14,7 @@ use super::engine::Settings;
 use super::lock::HostLocks;
 use super::observe::Observed;
 use crate::config::{Config, DockerTarget};
+use crate::lb::haproxy::Haproxy;
 use crate::model::PlatformKind;
 use crate::paths::Paths;
 use crate::platform::docker::connect::resolve_endpoint;
@@ -49,8 +50,22 @@ pub fn docker_targets(docker_host: Option<&str>, config: &Config) -> Vec<DockerT
     }
 }
 
-/// Start a worker per target. Must be called inside a tokio runtime.
-pub fn start_docker(targets: Vec<DockerTarget>) -> Platforms {
+/// The HAProxy of `[loadbalancer]` that scaling keeps in step, if one is named; a socket that
+/// does not parse is refused here, before anything starts.
+pub fn load_balancer(config: &Config) -> Result<Option<Haproxy>, String> {
+    config
+        .loadbalancer
+        .haproxy_socket
+        .as_deref()
+        .map(|socket| {
+            Haproxy::new(socket).map_err(|e| format!("[loadbalancer] haproxy_socket: {e}"))
+        })
+        .transpose()
+}
+
+/// Start a worker per target, each keeping `lb` in step when it scales. Must be called inside
+/// a tokio runtime.
+pub fn start_docker(targets: Vec<DockerTarget>, lb: Option<Haproxy>) -> Platforms {
     let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
     let docker_host_env = std::env::var("DOCKER_HOST").ok();
     let mut platforms = Platforms {
@@ -68,9 +83,10 @@ pub fn start_docker(targets: Vec<DockerTarget>) -> Platforms {
                 |_| format!("unparsed:{}", target.name),
                 |e| e.address().to_string(),
             );
-        tokio::spawn(platform::docker::run(
+        tokio::spawn(platform::docker::run_with(
             target.name.clone(),
             target.host.clone(),
+            lb.clone(),
             updates_tx.clone(),
             rx,
         ));

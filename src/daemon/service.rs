@@ -62,6 +62,8 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
     #[error("--rules {0}: not a directory")]
     RulesDir(PathBuf),
+    #[error("{0}")]
+    LoadBalancer(String),
 }
 
 /// Run until SIGTERM or SIGINT. Logging must already write to stdout.
@@ -70,6 +72,8 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
     if let Some(dir) = options.rules_dir.as_ref().filter(|d| !d.is_dir()) {
         return Err(DaemonError::RulesDir(dir.clone()));
     }
+
+    let lb = setup::load_balancer(&config).map_err(DaemonError::LoadBalancer)?;
 
     // Signals first, so a SIGTERM during start-up is not lost.
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -84,7 +88,7 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
 
     // Workers and the engine's store.
     let targets = setup::docker_targets(options.docker_host.as_deref(), &config);
-    let platforms = setup::start_docker(targets);
+    let platforms = setup::start_docker(targets, lb);
     let observed = setup::observed_store(&platforms.names, config.ui.stats_history);
     tokio::spawn(observe::fan_out(
         platforms.updates,

@@ -87,7 +87,8 @@ pub async fn scale(
         eprintln!("pilothouse: warning: {warning}");
     }
 
-    let message = act(&audit, &request, &target, replicas).await?;
+    let lb = crate::autoscaler::setup::load_balancer(config).map_err(Failure::usage)?;
+    let message = act(&audit, &request, &target, replicas, lb.as_ref()).await?;
     Ok(Scaled {
         workload: workload.id.name,
         target: target.name,
@@ -169,22 +170,27 @@ fn zero_refusal(request: &ActionRequest) -> Option<String> {
     let keeps_spec = request.workload.kind == WorkloadKind::SwarmService;
     (to_zero && !keeps_spec).then(|| {
         format!(
-            "cannot scale {} to 0 from the command line: that removes every container, and with              them the configuration a later scale copies; stop them with docker stop, or scale              to 0 in the console, which asks first",
+            "cannot scale {} to 0 from the command line: that removes every container, and with \
+             them the configuration a later scale copies; stop them with docker stop, or scale \
+             to 0 in the console, which asks first",
             sanitize_plain(&request.workload.name)
         )
     })
 }
 
-/// Scales, with an audit line before (so a scale cut short leaves a trace) and one after.
+/// Scales, with an audit line before (so a scale cut short leaves a trace) and one after,
+/// keeping `lb` in step when the workload's replicas name a backend.
 async fn act(
     audit: &AuditLog,
     request: &ActionRequest,
     target: &Target,
     replicas: u64,
+    lb: Option<&crate::lb::haproxy::Haproxy>,
 ) -> Result<String, Failure> {
     audit.record(request, "started", "");
     let result =
-        crate::platform::docker::scale::scale(&target.docker, &request.workload, replicas).await;
+        crate::platform::docker::scale::scale_with(&target.docker, &request.workload, replicas, lb)
+            .await;
     match &result {
         Ok(message) => audit.record(request, "ok", message),
         Err(message) => audit.record(request, "failed", message),

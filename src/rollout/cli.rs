@@ -358,7 +358,10 @@ async fn start_rollout(
         progress_deadline: settings.progress_deadline,
         timeout: settings.timeout,
         probe: settings.probe.clone(),
-        lb: settings.lb.clone(),
+        lb: match settings.lb.clone() {
+            Some(lb) => Some(lb),
+            None => lb_from_labels(&found.current, run_args, config)?,
+        },
         analysis: settings.analysis.clone(),
         numbers,
         by: user,
@@ -395,6 +398,37 @@ async fn start_rollout(
     };
     audit.record(&request, outcome.as_str(), &message);
     Ok(outcome.exit_code())
+}
+
+/// The backend the workload's own labels name (`pilothouse.lb.backend` and `pilothouse.lb.port`),
+/// when no --backend is given; without a runtime API socket to reach it, a warning.
+fn lb_from_labels(
+    current: &Template,
+    args: &RunArgs,
+    config: &Config,
+) -> Result<Option<LbBinding>, Failure> {
+    let labels: HashMap<String, String> = current.labels.clone().into_iter().collect();
+    let Some((backend, port)) = scale::lb_binding(Some(&labels)).map_err(failed)? else {
+        return Ok(None);
+    };
+    let socket = args
+        .haproxy_socket
+        .clone()
+        .or_else(|| config.loadbalancer.haproxy_socket.clone());
+    let Some(socket) = socket else {
+        eprintln!(
+            "pilothouse: warning: the replicas name backend {backend}, but no HAProxy socket is \
+             set (--haproxy-socket, or haproxy_socket under [loadbalancer]); it is not kept in \
+             step"
+        );
+        return Ok(None);
+    };
+    let haproxy = Haproxy::new(&socket).map_err(|e| usage(&format!("--haproxy-socket: {e}")))?;
+    Ok(Some(LbBinding {
+        haproxy,
+        backend,
+        port,
+    }))
 }
 
 /// The template a rollout to `image` makes from the current one.

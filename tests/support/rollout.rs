@@ -33,11 +33,25 @@ pub async fn start_group(
     image: &str,
     replicas: u32,
 ) {
+    start_group_with(docker, label, group, image, replicas, &[]).await;
+}
+
+/// [`start_group`] with `extra` labels on every replica.
+pub async fn start_group_with(
+    docker: &Docker,
+    label: &TestLabel,
+    group: &str,
+    image: &str,
+    replicas: u32,
+    extra: &[(&str, &str)],
+) {
     for n in 1..=replicas {
         let number = n.to_string();
+        let mut labels = vec![(GROUP_LABEL, group), (GROUP_NUMBER, number.as_str())];
+        labels.extend_from_slice(extra);
         let config = bollard::container::Config {
             image: Some(image.to_string()),
-            labels: Some(label.labels(&[(GROUP_LABEL, group), (GROUP_NUMBER, &number)])),
+            labels: Some(label.labels(&labels)),
             stop_timeout: Some(2),
             ..Default::default()
         };

@@ -27,6 +27,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
+use crate::lb::haproxy::Haproxy;
 use crate::model::{ConnState, Replica, SwarmService};
 use crate::platform::{Request, Update};
 
@@ -49,6 +50,18 @@ pub async fn run(
     target: String,
     host: Option<String>,
     updates: mpsc::Sender<Update>,
+    requests: mpsc::Receiver<Request>,
+) {
+    run_with(target, host, None, updates, requests).await;
+}
+
+/// [`run`], keeping the HAProxy at `lb` in step when it scales a workload whose replicas name a
+/// backend (see [`scale::lb_binding`]).
+pub async fn run_with(
+    target: String,
+    host: Option<String>,
+    lb: Option<Haproxy>,
+    updates: mpsc::Sender<Update>,
     mut requests: mpsc::Receiver<Request>,
 ) {
     let docker_host = std::env::var("DOCKER_HOST").ok();
@@ -57,6 +70,7 @@ pub async fn run(
         target,
         updates,
         actions: JoinSet::new(),
+        lb,
     };
     worker.run(endpoint, &mut requests).await;
     debug!(target = %worker.target, "docker worker stopped");
@@ -76,6 +90,8 @@ struct Worker {
     updates: mpsc::Sender<Update>,
     /// Restarts and scalings in flight; they finish on their own or are aborted on drop.
     actions: JoinSet<()>,
+    /// The load balancer scaling keeps in step, if one is configured.
+    lb: Option<Haproxy>,
 }
 
 impl Worker {
@@ -554,8 +570,9 @@ impl Session {
                 reply,
             } => {
                 let docker = self.docker.clone();
+                let lb = worker.lb.clone();
                 worker.spawn_action(reply, async move {
-                    scale::scale(&docker, &workload, replicas).await
+                    scale::scale_with(&docker, &workload, replicas, lb.as_ref()).await
                 });
             }
             Request::FollowLogs {

@@ -6,6 +6,7 @@
 //! sends the request.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::{
@@ -18,6 +19,7 @@ use bollard::service::{Service, ServiceSpec, UpdateServiceOptions};
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use crate::lb::haproxy::Haproxy;
 use crate::model::{WorkloadId, WorkloadKind};
 
 /// The Compose labels that name a service's project, service and replica number.
@@ -368,6 +370,18 @@ pub async fn scale(
     workload: &WorkloadId,
     replicas: u64,
 ) -> Result<String, String> {
+    scale_with(docker, workload, replicas, None).await
+}
+
+/// [`scale`], keeping `lb` in step when the workload's replicas name a backend
+/// ([`lb_binding`]): new replicas join it once they are ready, removed ones are drained from it
+/// before they stop, and ready replicas it lacks are added.
+pub async fn scale_with(
+    docker: &Docker,
+    workload: &WorkloadId,
+    replicas: u64,
+    lb: Option<&Haproxy>,
+) -> Result<String, String> {
     if workload.kind == WorkloadKind::SwarmService {
         return scale_service(docker, &workload.name, replicas).await;
     }
@@ -379,12 +393,34 @@ pub async fn scale(
         )
     })?;
     let from = current.len() as u64;
+    let backend = match lb {
+        Some(haproxy) => backend_of(docker, haproxy, &current)
+            .await
+            .map_err(|e| format!("cannot scale {}: {e}", workload.name))?,
+        None => None,
+    };
+    let in_step = |reply: Result<String, String>| async {
+        match (&backend, reply) {
+            (Some(backend), Ok(reply)) => backend.sync(docker, &members).await.map(|()| reply),
+            (_, reply) => reply,
+        }
+    };
     if from == replicas {
-        return Ok(format!("{} already has {replicas} replicas", workload.name));
+        let reply = Ok(format!("{} already has {replicas} replicas", workload.name));
+        return in_step(reply).await;
     }
     let plan = plan(&current, replicas);
     if plan.create.is_empty() {
-        scale_down(docker, &workload.name, from, replicas, &plan.remove).await
+        let reply = scale_down(
+            docker,
+            &workload.name,
+            from,
+            replicas,
+            &plan.remove,
+            backend.as_ref(),
+        )
+        .await;
+        in_step(reply).await
     } else {
         let source = newest(&current).ok_or_else(|| {
             format!(
@@ -398,7 +434,177 @@ pub async fn scale(
             members: &members,
             replicas,
         };
-        scale_up.run(from, &source.id, &plan.create).await
+        let reply = scale_up.run(from, &source.id, &plan.create).await;
+        in_step(reply).await
+    }
+}
+
+/// The label naming the HAProxy backend a workload's replicas serve in.
+pub const LB_BACKEND_LABEL: &str = "pilothouse.lb.backend";
+/// The label naming the port the replicas serve on, at their own address.
+pub const LB_PORT_LABEL: &str = "pilothouse.lb.port";
+
+/// How long a new replica may take to become ready before scaling reports that it was not added
+/// to the load balancer.
+pub const LB_READY_WAIT: Duration = Duration::from_secs(120);
+/// How long a drained replica's sessions may take before it is stopped anyway.
+pub const LB_DRAIN_WAIT: Duration = Duration::from_secs(30);
+
+/// The backend and port `labels` name: both labels, or neither. One without the other, or a
+/// port that is not one, is an error that says which.
+pub fn lb_binding(
+    labels: Option<&HashMap<String, String>>,
+) -> Result<Option<(String, u16)>, String> {
+    let get = |key: &str| {
+        labels
+            .and_then(|l| l.get(key))
+            .map(|v| v.trim().to_string())
+    };
+    match (get(LB_BACKEND_LABEL), get(LB_PORT_LABEL)) {
+        (None, None) => Ok(None),
+        (Some(backend), Some(port)) => {
+            let port: u16 =
+                port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    format!("label {LB_PORT_LABEL}={port:?} is not a port (1-65535)")
+                })?;
+            if !crate::lb::haproxy::valid_server_name(&backend) {
+                return Err(format!(
+                    "label {LB_BACKEND_LABEL}={backend:?} is not a backend name"
+                ));
+            }
+            Ok(Some((backend, port)))
+        }
+        (Some(_), None) => Err(format!(
+            "label {LB_BACKEND_LABEL} is set without {LB_PORT_LABEL}"
+        )),
+        (None, Some(_)) => Err(format!(
+            "label {LB_PORT_LABEL} is set without {LB_BACKEND_LABEL}"
+        )),
+    }
+}
+
+/// A workload's backend in a load balancer.
+pub struct Backend<'a> {
+    pub haproxy: &'a Haproxy,
+    pub name: String,
+    pub port: u16,
+}
+
+/// The backend the newest replica's labels name, if any.
+async fn backend_of<'a>(
+    docker: &Docker,
+    haproxy: &'a Haproxy,
+    members: &[Member],
+) -> Result<Option<Backend<'a>>, String> {
+    let Some(newest) = newest(members) else {
+        return Ok(None);
+    };
+    let inspect = docker
+        .inspect_container(&newest.id, None::<InspectContainerOptions>)
+        .await
+        .map_err(|e| format!("inspecting {} failed: {e}", newest.name))?;
+    let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+    Ok(lb_binding(labels)
+        .map_err(|e| format!("{} has {e}", newest.name))?
+        .map(|(name, port)| Backend {
+            haproxy,
+            name,
+            port,
+        }))
+}
+
+impl Backend<'_> {
+    /// Adds every replica of the workload to the backend once it is ready (waiting up to
+    /// [`LB_READY_WAIT`] for those still starting); the error names those left out.
+    pub async fn sync(&self, docker: &Docker, members: &Members) -> Result<(), String> {
+        let present: Vec<String> = self
+            .haproxy
+            .servers(&self.name)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let listed = list_members(docker, members)
+            .await
+            .map_err(|e| format!("listing the replicas failed: {e}"))?;
+        let mut left_out = Vec::new();
+        for member in listed.iter().filter(|m| !present.contains(&m.name)) {
+            if let Err(why) = self.join_when_ready(docker, member).await {
+                left_out.push(why);
+            }
+        }
+        if left_out.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "not added to backend {}: {}",
+                self.name,
+                left_out.join("; ")
+            ))
+        }
+    }
+
+    async fn join_when_ready(&self, docker: &Docker, member: &Member) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + LB_READY_WAIT;
+        loop {
+            let inspect = docker
+                .inspect_container(&member.id, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| format!("inspecting {} failed: {e}", member.name))?;
+            match crate::rollout::probe::gate(&inspect, false) {
+                crate::rollout::probe::Gate::Passed => {
+                    let ip = crate::rollout::probe::replica_ip(&inspect)
+                        .ok_or_else(|| format!("{} has no address", member.name))?;
+                    let address = std::net::SocketAddr::new(ip, self.port);
+                    self.haproxy
+                        .add_server(&self.name, &member.name, address)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    info!(replica = %member.name, backend = %self.name, %address, "replica added to the load balancer");
+                    return Ok(());
+                }
+                crate::rollout::probe::Gate::Failed(why) => return Err(why),
+                crate::rollout::probe::Gate::Waiting(why) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(format!("{why} after {} s", LB_READY_WAIT.as_secs()));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Takes a replica out of the backend: drain, wait for its sessions, remove. A replica the
+    /// backend does not have is left alone.
+    pub async fn leave(&self, member: &Member) -> Result<(), String> {
+        let present = self
+            .haproxy
+            .servers(&self.name)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|s| s.name == member.name);
+        if !present {
+            return Ok(());
+        }
+        let lb_error = |e: crate::lb::haproxy::LbError| format!("draining {}: {e}", member.name);
+        self.haproxy
+            .drain(&self.name, &member.name)
+            .await
+            .map_err(lb_error)?;
+        let idle = self
+            .haproxy
+            .wait_idle(&self.name, &member.name, LB_DRAIN_WAIT)
+            .await
+            .map_err(lb_error)?;
+        if !idle {
+            warn!(replica = %member.name, backend = %self.name, "sessions still open after the drain wait; stopping it anyway");
+        }
+        self.haproxy
+            .remove_server(&self.name, &member.name)
+            .await
+            .map_err(lb_error)
     }
 }
 
@@ -533,10 +739,11 @@ async fn scale_down(
     from: u64,
     to: u64,
     remove: &[Member],
+    backend: Option<&Backend<'_>>,
 ) -> Result<String, String> {
     let stops: Vec<_> = remove
         .iter()
-        .map(|member| stop_one(docker, workload, member))
+        .map(|member| stop_one(docker, workload, member, backend))
         .collect();
     // `buffered` keeps the plan's order (newest first) in the outcomes.
     let outcomes: Vec<(String, Result<(), String>)> = futures::stream::iter(stops)
@@ -551,8 +758,15 @@ async fn stop_one(
     docker: &Docker,
     workload: &str,
     member: &Member,
+    backend: Option<&Backend<'_>>,
 ) -> (String, Result<(), String>) {
-    let outcome = stop_and_remove(docker, member).await;
+    let outcome = match backend {
+        Some(backend) => match backend.leave(member).await {
+            Ok(()) => stop_and_remove(docker, member).await,
+            Err(why) => Err(why),
+        },
+        None => stop_and_remove(docker, member).await,
+    };
     match &outcome {
         Ok(()) => info!(workload, replica = %member.name, "replica removed"),
         Err(reason) => warn!(workload, replica = %member.name, %reason, "replica not removed"),
@@ -812,6 +1026,38 @@ mod tests {
                 "cannot scale shop/web to 1: removing web-2 failed: gone (removed: none)"
                     .to_string()
             )
+        );
+    }
+
+    #[test]
+    fn a_backend_is_named_by_both_labels_or_neither() {
+        let labels = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(lb_binding(None), Ok(None));
+        assert_eq!(lb_binding(Some(&labels(&[("a", "b")]))), Ok(None));
+        let both = labels(&[(LB_BACKEND_LABEL, "web"), (LB_PORT_LABEL, "8080")]);
+        assert_eq!(lb_binding(Some(&both)), Ok(Some(("web".to_string(), 8080))));
+        let alone = labels(&[(LB_BACKEND_LABEL, "web")]);
+        assert!(
+            lb_binding(Some(&alone))
+                .unwrap_err()
+                .contains("without pilothouse.lb.port")
+        );
+        let bad_port = labels(&[(LB_BACKEND_LABEL, "web"), (LB_PORT_LABEL, "http")]);
+        assert!(
+            lb_binding(Some(&bad_port))
+                .unwrap_err()
+                .contains("\"http\" is not a port")
+        );
+        let bad_name = labels(&[(LB_BACKEND_LABEL, "web; del server"), (LB_PORT_LABEL, "80")]);
+        assert!(
+            lb_binding(Some(&bad_name))
+                .unwrap_err()
+                .contains("is not a backend name")
         );
     }
 
