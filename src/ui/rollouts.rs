@@ -980,7 +980,7 @@ impl App {
             RolloutAct::Abort => {
                 let selected = self
                     .selected_entry()
-                    .is_some_and(|e| e.workload == workload.name);
+                    .is_some_and(|e| e.target == workload.target && e.workload == workload.name);
                 if selected {
                     self.send_rollout_word(Control::Abort);
                 } else {
