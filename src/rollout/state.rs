@@ -294,9 +294,20 @@ pub struct RunLock {
 }
 
 /// Takes the rollout lock of a workload, or says who holds it.
+///
+/// [`is_running`] probes the lock by taking it for a moment, so a lock that is busy is tried
+/// again a few times over a tenth of a second before it counts as held.
 pub fn lock(files: &Files, holder: &str) -> Result<RunLock, String> {
     let mut file = open_lock(&files.lock)?;
-    match file.try_lock() {
+    let mut attempt = file.try_lock();
+    for _ in 0..10 {
+        if !matches!(attempt, Err(TryLockError::WouldBlock)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        attempt = file.try_lock();
+    }
+    match attempt {
         Ok(()) => {
             let _ = file.set_len(0);
             let _ = file.seek(SeekFrom::Start(0));
