@@ -136,32 +136,30 @@ async fn rollouts_behind_haproxy_lose_no_request_roll_back_bad_images_and_return
     start_group(&docker, &label, &group, WEB_V1, 3).await;
     let root = tempfile::tempdir().expect("temp dir");
     let socket = haproxy.socket().display().to_string();
-    let rollout_args = |image: &'static str| -> Vec<String> {
-        [
-            "rollout",
-            group.as_str(),
-            "--image",
-            image,
-            "--wait",
-            "--max-surge",
-            "1",
-            "--max-unavailable",
-            "0",
-            "--backend",
-            "web:8080",
-            "--haproxy-socket",
-            socket.as_str(),
-            "--docker-host",
-            "unix:///var/run/docker.sock",
-            "--output",
-            "json",
-            "--progress-deadline",
-            "1m",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    // What every rollout and rollback here runs with: one replica at a time, behind HAProxy.
+    let steady = [
+        "--wait",
+        "--max-surge",
+        "1",
+        "--max-unavailable",
+        "0",
+        "--backend",
+        "web:8080",
+        "--haproxy-socket",
+        socket.as_str(),
+        "--docker-host",
+        "unix:///var/run/docker.sock",
+    ];
+    let with_steady = |head: &[&str], tail: &[&str]| -> Vec<String> {
+        head.iter()
+            .chain(steady.iter())
+            .chain(tail.iter())
+            .map(|s| s.to_string())
+            .collect()
     };
+    let json = ["--output", "json", "--progress-deadline", "1m"];
+    let rollout_args =
+        |image: &str| with_steady(&["rollout", group.as_str(), "--image", image], &json);
 
     // The operator's setup before the first rollout: the three replicas serve behind HAProxy.
     let client = Haproxy::new(&socket).expect("socket");
@@ -254,23 +252,8 @@ async fn rollouts_behind_haproxy_lose_no_request_roll_back_bad_images_and_return
     assert_eq!(servers(&haproxy).await, names);
 
     // Back to revision 1 by number, with traffic flowing.
-    let back = [
-        "rollback",
-        group.as_str(),
-        "--to-revision",
-        "1",
-        "--wait",
-        "--max-surge",
-        "1",
-        "--max-unavailable",
-        "0",
-        "--backend",
-        "web:8080",
-        "--haproxy-socket",
-        socket.as_str(),
-        "--docker-host",
-        "unix:///var/run/docker.sock",
-    ];
+    let back = with_steady(&["rollback", group.as_str(), "--to-revision", "1"], &[]);
+    let back: Vec<&str> = back.iter().map(String::as_str).collect();
     let (output, traffic) = deploy(root.path(), haproxy.frontend(), &back).await;
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(

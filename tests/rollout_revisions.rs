@@ -13,16 +13,14 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::container::{Config, InspectContainerOptions};
-use bollard::image::BuildImageOptions;
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
 use chrono::Utc;
-use futures::StreamExt;
 use pilothouse::platform::docker::scale::{GROUP_LABEL, GROUP_NUMBER, Members, new_replica};
 use pilothouse::rollout::history::History;
 use pilothouse::rollout::revision::{
     HASH_LABEL, ImageDefaults, REVISION_LABEL, Template, revision_hash, revision_number,
 };
-use support::{TEST_IMAGE, TEST_LABEL_KEY, TestLabel, docker_or_skip};
+use support::{TEST_LABEL_KEY, TestLabel, build_image, docker_or_skip};
 
 const IMAGE_A: &str = "pilothouse-test/revisions:a";
 const IMAGE_B: &str = "pilothouse-test/revisions:b";
@@ -52,51 +50,6 @@ const B_CMD: &[&str] = &[
 
 /// How long a replica may take to become healthy before the test gives up.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
-
-/// A build context holding one file, a `Dockerfile` of `body` on top of the test image.
-fn context_tar(body: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("context dir");
-    let dockerfile = format!("FROM {TEST_IMAGE}{body}");
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write the Dockerfile");
-    let tar = std::process::Command::new("tar")
-        .args(["--numeric-owner", "-C"])
-        .arg(dir.path())
-        .args(["-cf", "-", "Dockerfile"])
-        .output()
-        .expect("tar runs");
-    assert!(
-        tar.status.success(),
-        "tar failed: {}",
-        String::from_utf8_lossy(&tar.stderr)
-    );
-    tar.stdout
-}
-
-/// Builds `tag` from the test image and `body`; panics with the builder's error.
-async fn build(docker: &Docker, tag: &str, body: &str) {
-    let options = BuildImageOptions {
-        dockerfile: "Dockerfile".to_string(),
-        t: tag.to_string(),
-        rm: true,
-        forcerm: true,
-        ..Default::default()
-    };
-    let mut progress = docker.build_image(options, None, Some(context_tar(body).into()));
-    while let Some(step) = progress.next().await {
-        match step {
-            Ok(info) => {
-                if let Some(error) = info.error {
-                    panic!("building {tag} failed: {error}");
-                }
-            }
-            Err(err) => panic!("building {tag} failed: {err}"),
-        }
-    }
-    docker
-        .inspect_image(tag)
-        .await
-        .unwrap_or_else(|e| panic!("{tag} was not built: {e}"));
-}
 
 async fn inspect(docker: &Docker, id: &str) -> ContainerInspectResponse {
     docker
@@ -155,8 +108,8 @@ async fn a_replica_moved_to_a_new_image_runs_its_command_and_check_and_keeps_its
         return;
     };
     support::ensure_test_image(&docker).await;
-    build(&docker, IMAGE_A, IMAGE_A_BODY).await;
-    build(&docker, IMAGE_B, IMAGE_B_BODY).await;
+    build_image(&docker, IMAGE_A, IMAGE_A_BODY).await;
+    build_image(&docker, IMAGE_B, IMAGE_B_BODY).await;
 
     // A group replica of image a, with one env variable and one label of its own.
     let label = TestLabel::new();
