@@ -849,3 +849,83 @@ async fn a_rule_written_in_the_editor_scales_a_workload_up_and_back_down_as_simu
         secs_between(live_up, live_down)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rollout_view_follows_a_rollout_from_the_command_line_and_pauses_and_resumes_it() {
+    let Some(docker) = support::docker_or_skip().await else {
+        return;
+    };
+    support::rollout::build_web_images(&docker).await;
+    // Health checked every 3 s: each step waits that long, so the rollout is slow to watch.
+    let slow = "pilothouse-test/rollout-web:slow";
+    let body = support::rollout::web_image("slow", true).replace("--interval=1s", "--interval=3s");
+    support::build_image(&docker, slow, &body).await;
+    let label = support::TestLabel::new();
+    let group = label.short();
+    support::rollout::start_group(&docker, &label, &group, support::rollout::WEB_V1, 3).await;
+
+    let mut console = KillOnDrop(Console::start(&[]));
+    console.select(&group);
+    // The rollout runs in the background, as a pipeline starts it, sharing the state directory.
+    let started = support::rollout::pilothouse(
+        console.dirs.path(),
+        &[
+            "rollout",
+            &group,
+            "--image",
+            slow,
+            "--max-surge",
+            "1",
+            "--max-unavailable",
+            "0",
+        ],
+    );
+    assert_eq!(
+        started.status.code(),
+        Some(0),
+        "{}",
+        support::rollout::describe(&started)
+    );
+    console.keys("R");
+    console.wait_for("progressing", 20);
+
+    console.keys("p");
+    let paused = console.wait_for("paused by an operator", 20);
+    assert!(paused.contains(&group), "{paused}");
+    // Paused: no step starts for a while.
+    let steps_now = |console: &Console| {
+        let screen = console.screen().screen().contents();
+        screen.lines().find_map(|l| {
+            l.split("steps (")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .map(str::to_string)
+        })
+    };
+    let before = steps_now(&console);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(steps_now(&console), before, "no step while paused");
+
+    console.keys("r");
+    console.wait_until("the rollout to finish", 60, |screen| {
+        screen.contains("succeeded")
+    });
+    let running = support::rollout::running(&docker, &label, &group).await;
+    assert!(
+        running.len() == 3 && running.iter().all(|(_, image)| image == slow),
+        "{running:?}"
+    );
+    let audit = std::fs::read_to_string(console.dirs.path().join("state").join("audit.jsonl"))
+        .expect("the audit log exists");
+    let words: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["action"] == "rolloutcontrol" && v["outcome"] == "ok")
+        .map(|v| v["word"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(words, ["pause", "resume"], "{audit}");
+    // `q` in a sub-view goes back; the second quits.
+    console.keys("q");
+    console.wait_for("WORKLOAD", 10);
+    console.quit_with("q");
+}

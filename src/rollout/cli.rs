@@ -927,6 +927,14 @@ async fn start_in_background(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    println!(
+        "{}: a rollout was started in the background (pid {pid}) but has not reported within \
+         {} s; see its log {} and `pilothouse rollout status {}`",
+        args.workload,
+        BACKGROUND_START.as_secs(),
+        files.log.display(),
+        args.workload
+    );
     Ok(exit::OK)
 }
 
