@@ -88,6 +88,22 @@ pub async fn scale(
     }
 
     let lb = crate::autoscaler::setup::load_balancer(config).map_err(Failure::usage)?;
+    // Held while scaling, so a rollout of the workload started meanwhile is refused.
+    let files = state::Files::new(&paths.state_dir, &target.engine_id, &request.workload.name);
+    let holder = format!(
+        "scale pid {} ({}@{})",
+        std::process::id(),
+        crate::actuator::current_user(),
+        gethostname::gethostname().to_string_lossy()
+    );
+    let _lock = match state::lock(&files, &holder) {
+        Ok(lock) => lock,
+        Err(busy) => {
+            let refusal = format!("{}: {busy}", sanitize_plain(&request.workload.name));
+            audit.record(&request, "refused", &refusal);
+            return Err(Failure::failed(refusal));
+        }
+    };
     let message = act(&audit, &request, &target, replicas, lb.as_ref()).await?;
     Ok(Scaled {
         workload: workload.id.name,

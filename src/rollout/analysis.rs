@@ -88,6 +88,12 @@ impl Condition {
         if query.is_empty() {
             return Err(format!("analysis {text:?}: the query is empty; {shape}"));
         }
+        // `errors =< 1` is no operator of these: the `=` left on the query says so.
+        if query.ends_with(['<', '>', '=', '!']) {
+            return Err(format!(
+                "analysis {text:?}: the comparison is not one of < <= > >= == !=; {shape}"
+            ));
+        }
         Ok(Condition {
             query: query.to_string(),
             op,

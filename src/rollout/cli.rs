@@ -34,6 +34,7 @@ use crate::ops::exit;
 use crate::ops::target::{self, Failure, Target};
 use crate::paths::Paths;
 use crate::platform::docker::scale::{self, Members};
+use crate::text::sanitize_plain;
 
 /// The variable a rollout started in the background is marked with, so it does not start
 /// another.
@@ -85,7 +86,7 @@ pub async fn run(command: Command, paths: &Paths, config: &Config) -> u8 {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("pilothouse: {}", failure.message);
+            eprintln!("pilothouse: {}", sanitize_plain(&failure.message));
             failure.code
         }
     }
@@ -120,9 +121,11 @@ struct Found {
     files: Files,
     history_path: std::path::PathBuf,
     history: History,
-    /// The template of its newest replica, and that template's hash.
+    /// The template most of its replicas run (the newest replica's among equals), and its hash.
     current: Template,
     current_hash: String,
+    /// Every template its replicas run, with how many run it, the most first.
+    running: Vec<(String, Template, usize)>,
 }
 
 impl Found {
@@ -160,47 +163,47 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
             code: exit::UNREACHABLE,
             message: format!("listing the containers on {} failed: {e}", target.address),
         })?;
-    let Some(newest) = scale::newest(&listed) else {
+    if listed.is_empty() {
         let hint = match kind {
             WorkloadKind::Compose => "a Compose service named PROJECT/SERVICE",
             _ => "containers labelled pilothouse.group=NAME",
         };
         return Err(failed(format!(
-            "no workload named {name} on {} (looked for {hint})",
+            "no workload named {} on {} ({}) (looked for {hint})",
+            sanitize_plain(name),
+            target.name,
             target.address
         )));
-    };
-    let inspect = target
-        .docker
-        .inspect_container(&newest.id, None::<InspectContainerOptions>)
-        .await
-        .map_err(|e| failed(format!("inspecting {} failed: {e}", newest.name)))?;
-    let current = Template::from_container(&inspect).map_err(failed)?;
-    let current_hash = inspect
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .and_then(|l| l.get(HASH_LABEL))
-        .cloned()
-        .unwrap_or_else(|| current.hash());
+    }
+    let running = templates_running(&target, &listed).await?;
+    let (current_hash, current, _) = running[0].clone();
     let files = Files::new(&paths.state_dir, &target.engine_id, name);
     let history_path = History::path(&paths.state_dir, &target.engine_id, name);
     let mut history = History::load(&history_path, name).map_err(failed)?;
     if history.revisions.is_empty() {
         history = recover_history(&target, name, &listed).await;
     }
-    if history.by_hash(&current_hash).is_none() {
-        let cause = if history.revisions.is_empty() {
-            "the workload as it was before its first rollout"
-        } else {
-            "found running; not started by a rollout"
-        };
-        history.record(current.clone(), cause, Utc::now(), history::DEFAULT_KEEP);
+    // Templates no revision records (before a first rollout, or changed by hand) are recorded,
+    // the one most replicas run last, so it is the newest.
+    for (hash, template, _) in running.iter().rev() {
+        if history.by_hash(hash).is_none() && history.by_hash(&template.hash()).is_none() {
+            let cause = if history.revisions.is_empty() {
+                "the workload as it was before its first rollout"
+            } else {
+                "found running; not started by a rollout"
+            };
+            history.record(template.clone(), cause, Utc::now(), history::DEFAULT_KEEP);
+        }
     }
-    let current_hash = match history.by_hash(&current_hash) {
-        Some(_) => current_hash,
-        None => current.hash(),
+    let known = |hash: &str, template: &Template| match history.by_hash(hash) {
+        Some(_) => hash.to_string(),
+        None => template.hash(),
     };
+    let running: Vec<(String, Template, usize)> = running
+        .iter()
+        .map(|(hash, template, count)| (known(hash, template), template.clone(), *count))
+        .collect();
+    let current_hash = known(&current_hash, &current);
     Ok(Found {
         target,
         workload,
@@ -210,7 +213,42 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
         history,
         current,
         current_hash,
+        running,
     })
+}
+
+/// The templates a workload's replicas run, each with its hash (the replica's label, or the
+/// template's own) and how many run it: the most first, the newest replica's first among
+/// equals.
+async fn templates_running(
+    target: &Target,
+    listed: &[scale::Member],
+) -> Result<Vec<(String, Template, usize)>, Failure> {
+    let mut newest_first = listed.to_vec();
+    newest_first.sort_by_key(|m| std::cmp::Reverse((m.created, m.number.unwrap_or(0))));
+    let mut running: Vec<(String, Template, usize)> = Vec::new();
+    for member in &newest_first {
+        let inspect = target
+            .docker
+            .inspect_container(&member.id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| failed(format!("inspecting {} failed: {e}", member.name)))?;
+        let template = Template::from_container(&inspect).map_err(failed)?;
+        let hash = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(HASH_LABEL))
+            .cloned()
+            .unwrap_or_else(|| template.hash());
+        match running.iter_mut().find(|(h, _, _)| *h == hash) {
+            Some((_, _, count)) => *count += 1,
+            None => running.push((hash, template, 1)),
+        }
+    }
+    // A stable sort keeps the newest first among equal counts.
+    running.sort_by_key(|(_, _, count)| std::cmp::Reverse(*count));
+    Ok(running)
 }
 
 /// The history a workload's containers still tell when its file is gone (empty when they carry
@@ -251,7 +289,8 @@ async fn start_rollout(
     let settings = Settings::from_args(run_args, config)?;
     if config.read_only {
         return Err(failed(
-            "read-only mode ([read_only] in config.toml): a rollout is an action, and is refused",
+            "read-only mode (--read-only, or read_only in config.toml): a rollout is an action, \
+             and is refused",
         ));
     }
     if !run_args.wait && std::env::var_os(BACKGROUND_VAR).is_none() {
@@ -270,10 +309,15 @@ async fn start_rollout(
         gethostname::gethostname().to_string_lossy()
     );
     let _lock = state::lock(&found.files, &holder).map_err(failed)?;
+    // A state file that does not read is kept for whoever looks into it, never overwritten.
+    let previous = state::read_state(&found.files.state).map_err(|e| {
+        failed(format!(
+            "{e}; move the file away (or delete it) to roll {} out again",
+            found.workload.name
+        ))
+    })?;
     state::clear_control(&found.files);
 
-    let from_number = found.current_number();
-    let from = Goal::new(from_number, found.current.clone());
     let user = current_user();
     let (kind, template, cause) = match wanted {
         Wanted::Image(image) => {
@@ -299,19 +343,15 @@ async fn start_rollout(
                         known.join(", ")
                     ))
                 })?,
-                None => found
-                    .history
-                    .revisions
-                    .iter()
-                    .filter(|r| r.number < from_number)
-                    .max_by_key(|r| r.number)
-                    .ok_or_else(|| {
-                        failed(format!(
-                            "{} runs revision {from_number}, and no earlier revision is \
-                             recorded; see `pilothouse history {}`",
-                            found.workload.name, found.workload.name
-                        ))
-                    })?,
+                None => found.history.before(&found.current_hash).ok_or_else(|| {
+                    failed(format!(
+                        "{} runs revision {}, and no other revision that passed its health \
+                         gate is recorded; see `pilothouse history {}`",
+                        found.workload.name,
+                        found.current_number(),
+                        found.workload.name
+                    ))
+                })?,
             };
             let cause = run_args
                 .cause
@@ -320,13 +360,31 @@ async fn start_rollout(
             (Kind::Rollback, revision.template.clone(), cause)
         }
     };
-    if template.hash() == found.current_hash {
+    let goal_hash = template.hash();
+    if found.running.iter().all(|(hash, _, _)| *hash == goal_hash) {
         let message = format!(
-            "{} already runs revision {from_number} ({}); nothing to do",
-            found.workload.name, template.image
+            "{} already runs revision {} ({}) on every replica; nothing to do",
+            sanitize_plain(&found.workload.name),
+            found.current_number(),
+            sanitize_plain(&template.image)
         );
         print_outcome_nothing(run_args.output, &found, &message);
         return Ok(exit::OK);
+    }
+    // What a failure returns to: the template most replicas run, or, when most already run the
+    // goal (a rollout cut short and taken on again), the most run of the others.
+    let (from_hash, from_template) = found
+        .running
+        .iter()
+        .find(|(hash, _, _)| *hash != goal_hash)
+        .map(|(hash, template, _)| (hash.clone(), template.clone()))
+        .unwrap_or_else(|| (found.current_hash.clone(), found.current.clone()));
+    if probe_missing(&template, settings.probe.as_ref()) {
+        eprintln!(
+            "pilothouse: warning: {} has no HEALTHCHECK and no --probe was given: a new replica \
+             counts as ready as soon as it runs",
+            sanitize_plain(&template.image)
+        );
     }
     let to_number =
         found
@@ -340,9 +398,21 @@ async fn start_rollout(
         .map(|r| (r.hash.clone(), r.number))
         .collect();
     let from = Goal {
-        number: numbers.get(&from.hash).copied().unwrap_or(from.number),
-        ..from
+        number: numbers.get(&from_hash).copied().unwrap_or(0),
+        hash: from_hash,
+        template: from_template,
     };
+    // Taking on a rollout that was cut short keeps the count it started with.
+    let desired = previous
+        .filter(|p| !p.phase.is_final() || p.phase == Phase::Failed)
+        .map(|p| p.desired);
+    let lb = match settings.lb.clone() {
+        Some(lb) => Some(lb),
+        None => lb_from_labels(&found.current, run_args, config)?,
+    };
+    if let Some(lb) = &lb {
+        reach_backend(lb).await?;
+    }
     let job = Job {
         docker: found.target.docker.clone(),
         workload: found.workload.name.clone(),
@@ -358,11 +428,9 @@ async fn start_rollout(
         progress_deadline: settings.progress_deadline,
         timeout: settings.timeout,
         probe: settings.probe.clone(),
-        lb: match settings.lb.clone() {
-            Some(lb) => Some(lb),
-            None => lb_from_labels(&found.current, run_args, config)?,
-        },
+        lb,
         analysis: settings.analysis.clone(),
+        desired,
         numbers,
         by: user,
     };
@@ -387,9 +455,15 @@ async fn start_rollout(
     };
     audit.record(&request, "started", &request.describe());
     let outcome = drive(&job, run_args.output).await;
+    if let Outcome::RolledBack { why, gate: true } = &outcome {
+        found.history.mark_rolled_back(job.to.number, why);
+        if let Err(e) = found.history.save(&found.history_path) {
+            eprintln!("pilothouse: warning: {e}");
+        }
+    }
     let message = match &outcome {
         Outcome::Succeeded => format!("{} succeeded", request.describe()),
-        Outcome::RolledBack(why) => format!(
+        Outcome::RolledBack { why, .. } => format!(
             "{} failed and was rolled back to revision {}: {why}",
             request.describe(),
             job.from.number
@@ -398,6 +472,29 @@ async fn start_rollout(
     };
     audit.record(&request, outcome.as_str(), &message);
     Ok(outcome.exit_code())
+}
+
+/// Whether a template leaves its replicas without any readiness check: no HEALTHCHECK of its
+/// own (or one turned off) and no probe.
+fn probe_missing(template: &Template, probe: Option<&Probe>) -> bool {
+    let checked = template
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| !h.is_disabled() && !h.test.is_empty());
+    probe.is_none() && !checked
+}
+
+/// Asks the load balancer for the backend before anything changes: a socket that does not
+/// answer exits 3, a backend it does not have 1.
+async fn reach_backend(lb: &LbBinding) -> Result<(), Failure> {
+    match lb.haproxy.servers(&lb.backend).await {
+        Ok(_) => Ok(()),
+        Err(e @ crate::lb::haproxy::LbError::Unreachable(_)) => Err(Failure {
+            code: exit::UNREACHABLE,
+            message: e.to_string(),
+        }),
+        Err(e) => Err(failed(e.to_string())),
+    }
 }
 
 /// The backend the workload's own labels name (`pilothouse.lb.backend` and `pilothouse.lb.port`),
@@ -532,16 +629,28 @@ impl Settings {
             None => None,
             Some(text) => Some(analysis_of(args, text, config)?),
         };
+        let max_surge = bound("--max-surge", &args.max_surge, DEFAULT_MAX_SURGE)?;
+        let max_unavailable = bound(
+            "--max-unavailable",
+            &args.max_unavailable,
+            DEFAULT_MAX_UNAVAILABLE,
+        )?;
+        // The counts alone decide whether both are zero; percentages resolve per count.
+        super::plan::bounds(1, max_surge, max_unavailable).map_err(|e| usage(&e))?;
+        let progress_deadline = duration("--progress-deadline", &args.progress_deadline)?
+            .unwrap_or(run::DEFAULT_PROGRESS_DEADLINE);
+        if progress_deadline.is_zero() {
+            return Err(usage("--progress-deadline must be at least 1s"));
+        }
+        let timeout = duration("--timeout", &args.timeout)?;
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(usage("--timeout must be at least 1s"));
+        }
         Ok(Settings {
-            max_surge: bound("--max-surge", &args.max_surge, DEFAULT_MAX_SURGE)?,
-            max_unavailable: bound(
-                "--max-unavailable",
-                &args.max_unavailable,
-                DEFAULT_MAX_UNAVAILABLE,
-            )?,
-            progress_deadline: duration("--progress-deadline", &args.progress_deadline)?
-                .unwrap_or(run::DEFAULT_PROGRESS_DEADLINE),
-            timeout: duration("--timeout", &args.timeout)?,
+            max_surge,
+            max_unavailable,
+            progress_deadline,
+            timeout,
             probe,
             lb,
             analysis,
@@ -654,6 +763,14 @@ impl Printer {
     }
 
     fn show(&mut self, state: &RolloutState) {
+        // Names, images and messages are data: never terminal control in the text lines.
+        let safe_state;
+        let state = if self.output == Output::Text {
+            safe_state = printable(state);
+            &safe_state
+        } else {
+            state
+        };
         let mut lines = Vec::new();
         // A final phase is told by `done`.
         if self.phase != Some(state.phase) && !state.phase.is_final() {
@@ -747,6 +864,25 @@ impl Printer {
     }
 
     fn done(&mut self, job: &Job, outcome: &Outcome) {
+        let safe_job;
+        let safe_outcome;
+        let (job, outcome) = if self.output == Output::Text {
+            safe_job = Job {
+                workload: sanitize_plain(&job.workload),
+                ..job.clone()
+            };
+            safe_outcome = match outcome {
+                Outcome::Succeeded => Outcome::Succeeded,
+                Outcome::RolledBack { why, gate } => Outcome::RolledBack {
+                    why: sanitize_plain(why),
+                    gate: *gate,
+                },
+                Outcome::Failed(why) => Outcome::Failed(sanitize_plain(why)),
+            };
+            (&safe_job, &safe_outcome)
+        } else {
+            (job, outcome)
+        };
         let state = state::read_state(&job.files.state).ok().flatten();
         let took = self.started.elapsed().as_secs_f64();
         let mut out = std::io::stdout().lock();
@@ -755,7 +891,7 @@ impl Printer {
         }
         let why = match outcome {
             Outcome::Succeeded => None,
-            Outcome::RolledBack(why) | Outcome::Failed(why) => Some(why.as_str()),
+            Outcome::RolledBack { why, .. } | Outcome::Failed(why) => Some(why.as_str()),
         };
         let _ = match self.output {
             Output::Json => writeln!(
@@ -771,7 +907,7 @@ impl Printer {
                     "image": job.to.template.image,
                     "revision": match outcome {
                         Outcome::Succeeded => Some(job.to.number),
-                        Outcome::RolledBack(_) => Some(job.from.number),
+                        Outcome::RolledBack { .. } => Some(job.from.number),
                         Outcome::Failed(_) => None,
                     },
                     "reason": why,
@@ -785,7 +921,7 @@ impl Printer {
                     "{}: rolled out to revision {} ({}) in {took:.1}s",
                     job.workload, job.to.number, job.to.template.image
                 ),
-                Outcome::RolledBack(why) => writeln!(
+                Outcome::RolledBack { why, .. } => writeln!(
                     out,
                     "{}: rolled back to revision {} ({}) after {took:.1}s: {why}",
                     job.workload, job.from.number, job.from.template.image
@@ -797,6 +933,22 @@ impl Printer {
         };
         let _ = out.flush();
     }
+}
+
+/// `state` with its names, image and message made safe to print on a terminal.
+fn printable(state: &RolloutState) -> RolloutState {
+    let mut safe = state.clone();
+    safe.workload = sanitize_plain(&state.workload);
+    safe.image = sanitize_plain(&state.image);
+    safe.message = sanitize_plain(&state.message);
+    for replica in &mut safe.replicas {
+        replica.name = sanitize_plain(&replica.name);
+    }
+    for step in &mut safe.steps {
+        step.created = step.created.iter().map(|n| sanitize_plain(n)).collect();
+        step.removed = step.removed.iter().map(|n| sanitize_plain(n)).collect();
+    }
+    safe
 }
 
 fn changes(created: &[String], removed: &[String]) -> String {
@@ -983,6 +1135,7 @@ async fn status(
 }
 
 fn print_status(state: &RolloutState, running: bool, output: Output) {
+    let safe = printable(state);
     match output {
         Output::Json => println!(
             "{}",
@@ -1006,25 +1159,25 @@ fn print_status(state: &RolloutState, running: bool, output: Output) {
             })
         ),
         Output::Text => {
-            let revisions = match state.phase {
+            let revisions = match safe.phase {
                 Phase::RollingBack | Phase::RolledBack => format!(
                     "to revision {} from {} ({})",
-                    state.from_revision, state.to_revision, state.image
+                    safe.from_revision, safe.to_revision, safe.image
                 ),
                 _ => format!(
                     "revision {} → {} ({})",
-                    state.from_revision, state.to_revision, state.image
+                    safe.from_revision, safe.to_revision, safe.image
                 ),
             };
             println!(
                 "{}: {} {revisions}, {}; {} steps",
-                state.workload,
-                state.phase.as_str(),
-                per_revision(state),
-                state.steps.len()
+                safe.workload,
+                safe.phase.as_str(),
+                per_revision(&safe),
+                safe.steps.len()
             );
-            if !state.message.is_empty() {
-                println!("  {}", crate::text::sanitize_plain(&state.message));
+            if !safe.message.is_empty() {
+                println!("  {}", &safe.message);
             }
         }
     }
@@ -1038,8 +1191,40 @@ async fn control(
     config: &Config,
 ) -> Result<u8, Failure> {
     let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
-    let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
-    state::send_control(&files, word).map_err(|e| failed(format!("{}: {e}", args.workload)))?;
+    let name = args.workload.trim();
+    let files = Files::new(&paths.state_dir, &target.engine_id, name);
+    let audit = AuditLog::new(paths.audit_log());
+    let request = ActionRequest {
+        workload: WorkloadId {
+            target: target.name.clone(),
+            kind: if name.contains('/') {
+                WorkloadKind::Compose
+            } else {
+                WorkloadKind::Group
+            },
+            name: name.to_string(),
+        },
+        kind: ActionKind::RolloutControl {
+            word: word.as_str().to_string(),
+        },
+        origin: "cli",
+        confirmed: true,
+        reason: None,
+    };
+    if config.read_only {
+        let why = format!(
+            "read-only mode (--read-only, or read_only in config.toml): {} is refused",
+            request.describe()
+        );
+        audit.record(&request, "refused", &why);
+        return Err(failed(why));
+    }
+    if let Err(e) = state::send_control(&files, word) {
+        let why = format!("{name}: {e}");
+        audit.record(&request, "refused", &why);
+        return Err(failed(why));
+    }
+    audit.record(&request, "ok", &request.describe());
     println!(
         "{}: {} sent to the rollout in progress",
         args.workload,

@@ -35,6 +35,10 @@ pub struct Revision {
     /// Who made it and why, as given to the rollout (or a pipeline's message).
     pub cause: String,
     pub created: DateTime<Utc>,
+    /// Why a rollout to it failed its health gate and was rolled back, when the last one did:
+    /// `rollback` without `--to-revision` passes over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<String>,
 }
 
 /// The recorded revisions of one workload.
@@ -121,7 +125,23 @@ impl History {
         self.revisions.iter().find(|r| r.hash == hash)
     }
 
-    /// The revision before the latest: where `rollback` without `--to-revision` goes.
+    /// Marks revision `number` as rolled back after failing its gate, with why.
+    pub fn mark_rolled_back(&mut self, number: u32, why: &str) {
+        if let Some(revision) = self.revisions.iter_mut().find(|r| r.number == number) {
+            revision.rolled_back = Some(why.to_string());
+        }
+    }
+
+    /// Where `rollback` without `--to-revision` goes from the revision whose hash is
+    /// `current`: the newest other revision that was not rolled back after failing its gate.
+    pub fn before(&self, current: &str) -> Option<&Revision> {
+        self.revisions
+            .iter()
+            .filter(|r| r.hash != current && r.rolled_back.is_none())
+            .max_by_key(|r| r.number)
+    }
+
+    /// The revision before the latest.
     pub fn previous(&self) -> Option<&Revision> {
         let count = self.revisions.len();
         count
@@ -144,7 +164,9 @@ impl History {
         keep: usize,
     ) -> u32 {
         let hash = template.hash();
-        if let Some(latest) = self.latest().filter(|r| r.hash == hash) {
+        if let Some(latest) = self.revisions.last_mut().filter(|r| r.hash == hash) {
+            // A new attempt: what the last one found is no longer the verdict.
+            latest.rolled_back = None;
             return latest.number;
         }
         let number = self.next_number();
@@ -155,6 +177,7 @@ impl History {
             template,
             cause: cause.to_string(),
             created: now,
+            rolled_back: None,
         });
         let excess = self.revisions.len().saturating_sub(keep.max(1));
         self.revisions.drain(..excess);
@@ -231,6 +254,7 @@ impl History {
                     template,
                     cause: RECOVERED_CAUSE.to_string(),
                     created: now,
+                    rolled_back: None,
                 })
                 .collect(),
         }
@@ -259,11 +283,14 @@ pub fn render_table(history: &History, current_hash: Option<&str>) -> String {
         .iter()
         .map(|r| {
             let mark = if Some(r.number) == current { "*" } else { "" };
-            let cause = if r.cause.is_empty() {
+            let mut cause = if r.cause.is_empty() {
                 "-".to_string()
             } else {
                 sanitize_plain(&r.cause)
             };
+            if r.rolled_back.is_some() {
+                cause.push_str(" (failed its health gate; rolled back)");
+            }
             [
                 format!("{}{mark}", r.number),
                 r.created.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -294,7 +321,8 @@ pub fn render_table(history: &History, current_hash: Option<&str>) -> String {
 }
 
 /// The history as JSON, with stable field names: `{"workload", "current": N or null,
-/// "revisions": [{"revision", "hash", "image", "cause", "created" (RFC 3339, UTC, seconds)}]}`.
+/// "revisions": [{"revision", "hash", "image", "cause", "created" (RFC 3339, UTC, seconds),
+/// "rolled_back" (why, or null)}]}`.
 /// Strings are as recorded; whoever prints the value escapes what a terminal would act on.
 pub fn to_json(history: &History, current_hash: Option<&str>) -> serde_json::Value {
     let revisions: Vec<serde_json::Value> = history
@@ -307,6 +335,7 @@ pub fn to_json(history: &History, current_hash: Option<&str>) -> serde_json::Val
                 "image": r.template.image,
                 "cause": r.cause,
                 "created": r.created.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "rolled_back": r.rolled_back,
             })
         })
         .collect();
@@ -596,6 +625,29 @@ mod tests {
     }
 
     #[test]
+    fn rollback_passes_over_revisions_that_failed_their_gate_and_a_new_attempt_clears_that() {
+        let mut h = History::new("web");
+        h.record(template("web:1"), "", at(1), DEFAULT_KEEP);
+        h.record(template("web:2"), "", at(2), DEFAULT_KEEP);
+        let bad = h.record(template("web:bad"), "", at(3), DEFAULT_KEEP);
+        h.mark_rolled_back(bad, "web-4 is unhealthy");
+        let on_two = template("web:2").hash();
+        assert_eq!(h.before(&on_two).map(|r| r.number), Some(1));
+        assert!(render_table(&h, Some(&on_two)).contains("(failed its health gate; rolled back)"));
+        // v1 recorded again (renumbered above the current one) is still where rollback goes.
+        let one_again = h.record(template("web:1"), "", at(4), DEFAULT_KEEP);
+        assert_eq!(h.before(&on_two).map(|r| r.number), Some(one_again));
+        // Trying the bad image again clears its mark.
+        let again = h.record(template("web:bad"), "", at(5), DEFAULT_KEEP);
+        h.mark_rolled_back(again, "still bad");
+        assert_eq!(
+            h.record(template("web:bad"), "", at(6), DEFAULT_KEEP),
+            again
+        );
+        assert_eq!(h.by_number(again).and_then(|r| r.rolled_back.clone()), None);
+    }
+
+    #[test]
     fn the_json_has_stable_fields_and_the_current_number() {
         let mut h = History::new("shop/web");
         h.record(template("web:1"), "initial", at(1), DEFAULT_KEEP);
@@ -608,9 +660,9 @@ mod tests {
                 "current": 2,
                 "revisions": [
                     {"revision": 1, "hash": template("web:1").hash(), "image": "web:1",
-                     "cause": "initial", "created": "2026-12-01T01:00:05Z"},
+                     "cause": "initial", "created": "2026-12-01T01:00:05Z", "rolled_back": null},
                     {"revision": 2, "hash": current, "image": "web:2",
-                     "cause": "ci", "created": "2026-12-01T02:00:05Z"},
+                     "cause": "ci", "created": "2026-12-01T02:00:05Z", "rolled_back": null},
                 ]
             })
         );

@@ -32,6 +32,8 @@ use crate::platform::docker::scale::{self, Member, Members};
 pub const POLL: Duration = Duration::from_millis(100);
 /// What `progressDeadline` is when none is given, as for a Kubernetes Deployment.
 pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+/// Replica numbers tried when names are taken, before the rollout gives up.
+const NAME_ATTEMPTS: u64 = 10;
 /// Analysis readings the state file keeps, newest last.
 const ANALYSIS_KEPT: usize = 50;
 /// The longest a drained server is given to finish its sessions before its replica stops.
@@ -87,6 +89,9 @@ pub struct Job {
     pub lb: Option<LbBinding>,
     /// A Prometheus condition checked while rolling forward.
     pub analysis: Option<Analysis>,
+    /// The count to keep, when it is not the number of replicas found: a rollout that takes on
+    /// one cut short keeps the count that one started with.
+    pub desired: Option<u32>,
     /// Revision numbers by template hash, for showing the replicas of other revisions.
     pub numbers: HashMap<String, u32>,
     pub by: String,
@@ -96,8 +101,9 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Succeeded,
-    /// The revision it started from serves again; why it went back.
-    RolledBack(String),
+    /// The revision it started from serves again; why it went back, and whether that was a
+    /// health gate (rather than an operator's abort or the timeout).
+    RolledBack { why: String, gate: bool },
     /// It stopped where it was; why.
     Failed(String),
 }
@@ -106,7 +112,7 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::Succeeded => crate::ops::exit::OK,
-            Outcome::RolledBack(_) => crate::ops::exit::ROLLED_BACK,
+            Outcome::RolledBack { .. } => crate::ops::exit::ROLLED_BACK,
             Outcome::Failed(_) => crate::ops::exit::FAILED,
         }
     }
@@ -114,7 +120,7 @@ impl Outcome {
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
-            Outcome::RolledBack(_) => "rolled-back",
+            Outcome::RolledBack { .. } => "rolled-back",
             Outcome::Failed(_) => "failed",
         }
     }
@@ -141,13 +147,15 @@ pub async fn run(job: &Job, events: &mpsc::UnboundedSender<RolloutState>) -> Out
     let outcome = match runner.walk(&job.to, true).await {
         Ok(()) => Outcome::Succeeded,
         Err(Stop::Error(why)) => Outcome::Failed(why),
-        Err(Stop::Gate(why) | Stop::Aborted(why)) => {
+        Err(stop @ (Stop::Gate(_) | Stop::Aborted(_))) => {
+            let gate = matches!(stop, Stop::Gate(_));
+            let (Stop::Gate(why) | Stop::Aborted(why) | Stop::Error(why)) = stop;
             warn!(workload = job.workload, %why, "rolling back");
             runner.state.message = format!("rolling back: {why}");
             runner.set_phase(Phase::RollingBack);
             runner.walk_started = Instant::now();
             match runner.walk(&job.from, false).await {
-                Ok(()) => Outcome::RolledBack(why),
+                Ok(()) => Outcome::RolledBack { why, gate },
                 Err(Stop::Gate(back) | Stop::Aborted(back) | Stop::Error(back)) => {
                     Outcome::Failed(format!("{why}; rolling back failed too: {back}"))
                 }
@@ -181,6 +189,12 @@ struct Runner<'a> {
     open_step: Option<(StepRecord, Instant)>,
     /// Ids of replicas of other revisions known to be in the load balancer.
     synced: HashSet<String>,
+    /// The newest replica's configuration as last seen, which new replicas copy.
+    source: Option<ContainerInspectResponse>,
+    /// The highest replica number used so far.
+    highest: u64,
+    /// Ids of replicas whose gate failed: never counted ready again.
+    failed: HashSet<String>,
     /// Analysis evaluations that passed and that were inconclusive, and when the next is due.
     passes: u32,
     inconclusive: u32,
@@ -195,8 +209,8 @@ impl<'a> Runner<'a> {
         let members = scale::list_members(&job.docker, &job.members)
             .await
             .map_err(|e| format!("listing the replicas of {} failed: {e}", job.workload))?;
-        let running = members.len();
-        let desired = u32::try_from(running).unwrap_or(u32::MAX);
+        let found = u32::try_from(members.len()).unwrap_or(u32::MAX);
+        let desired = job.desired.unwrap_or(found);
         if desired == 0 {
             return Err(format!(
                 "{} has no replica: there is nothing to roll out, and no configuration to copy",
@@ -237,6 +251,9 @@ impl<'a> Runner<'a> {
             probes: HashMap::new(),
             open_step: None,
             synced: HashSet::new(),
+            source: None,
+            highest: 0,
+            failed: HashSet::new(),
             passes: 0,
             inconclusive: 0,
             next_analysis: Instant::now(),
@@ -295,14 +312,18 @@ impl<'a> Runner<'a> {
                 )));
             }
             let seen = self.observe().await?;
+            // With no maxSurge the old replicas may all be gone before a new one starts: the
+            // configuration seen last is copied then.
+            let newest = seen
+                .iter()
+                .max_by_key(|s| (s.member.created, s.member.number.unwrap_or(0)));
+            if let Some(newest) = newest {
+                self.source = Some(newest.inspect.clone());
+            }
             let (new, old): (Vec<&Seen>, Vec<&Seen>) =
                 seen.iter().partition(|s| s.hash == goal.hash);
             self.gate_new(&new).await?;
-            let old_ready: Vec<&Seen> = old
-                .iter()
-                .copied()
-                .filter(|s| probe::gate(&s.inspect, false) == Gate::Passed)
-                .collect();
+            let old_ready: Vec<&Seen> = old.iter().copied().filter(|s| self.serves(s)).collect();
             self.sync_lb(&old_ready).await?;
             let old_ready = old_ready.len();
             let new_ready = new
@@ -358,18 +379,24 @@ impl<'a> Runner<'a> {
                 continue;
             }
             self.begin_step();
-            let victims = victims(&old, &self.ready, step.remove_old as usize);
+            let victims = victims(&old, &self.ready, &self.failed, step.remove_old as usize);
             self.create(goal, &seen, step.create_new).await?;
             self.remove(&victims).await?;
             last_progress = Instant::now();
         }
     }
 
+    /// Whether a replica of another revision serves: it runs and passes Docker's health check,
+    /// and its own gate never failed in this rollout.
+    fn serves(&self, seen: &Seen) -> bool {
+        !self.failed.contains(&seen.member.id) && probe::gate(&seen.inspect, false) == Gate::Passed
+    }
+
     /// New replicas past the desired count (left by an interrupted rollout): those not ready
     /// first, then the newest.
     fn extra_new<'s>(&self, new: &[&'s Seen]) -> Vec<&'s Seen> {
         let excess = new.len().saturating_sub(self.state.desired as usize);
-        victims(new, &self.ready, excess)
+        victims(new, &self.ready, &self.failed, excess)
     }
 
     /// Whether the analysis, if any, has passed as often as it must.
@@ -506,6 +533,7 @@ impl<'a> Runner<'a> {
                 // Passed once; a replica that dies after is seen by the next walk or step.
                 if let Gate::Failed(why) = probe::gate(&seen.inspect, false) {
                     self.ready.remove(id);
+                    self.failed.insert(id.clone());
                     return Err(Stop::Gate(why));
                 }
                 continue;
@@ -513,11 +541,18 @@ impl<'a> Runner<'a> {
             let probed = probe.is_some() && !probe::has_healthcheck(&seen.inspect);
             let mut verdict = probe::gate(&seen.inspect, probed);
             if probed && matches!(verdict, Gate::Waiting(_)) {
+                let probing = Instant::now();
                 verdict = self.probe_once(seen, probe.as_ref()).await;
+                if let Some((record, _)) = self.open_step.as_mut() {
+                    record.health_ms += millis(probing.elapsed());
+                }
             }
             match verdict {
                 Gate::Waiting(_) => {}
-                Gate::Failed(why) => return Err(Stop::Gate(why)),
+                Gate::Failed(why) => {
+                    self.failed.insert(id.clone());
+                    return Err(Stop::Gate(why));
+                }
                 Gate::Passed => {
                     self.join_lb(seen).await?;
                     self.ready.insert(id.clone());
@@ -610,37 +645,63 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         let began = Instant::now();
-        let source = seen
-            .iter()
-            .max_by_key(|s| (s.member.created, s.member.number.unwrap_or(0)))
-            .ok_or_else(|| {
-                Stop::Error(format!(
-                    "{} has no replica left to copy the configuration from",
-                    self.job.workload
-                ))
-            })?;
-        let highest = seen
+        let Some(source) = self.source.clone() else {
+            return Err(Stop::Error(format!(
+                "{} has no replica to copy the configuration from",
+                self.job.workload
+            )));
+        };
+        let in_use = seen
             .iter()
             .filter_map(|s| s.member.number)
             .max()
             .unwrap_or(0)
             .max(seen.len() as u64);
+        self.highest = self.highest.max(in_use);
         let mut created = Vec::new();
-        for number in highest + 1..=highest + u64::from(count) {
-            let mut replica = scale::new_replica(&source.inspect, &self.job.members, number)
-                .map_err(Stop::Error)?;
-            goal.template.apply(goal.number, &mut replica.config);
-            scale::create_and_start(&self.job.docker, &replica)
-                .await
-                .map_err(|e| Stop::Error(format!("{e} (created before it: {created:?})")))?;
-            info!(workload = self.job.workload, replica = %replica.name, revision = goal.number, "replica created");
-            created.push(replica.name);
+        for _ in 0..count {
+            let (replica, number) = self.create_one(goal, &source, &created).await?;
+            self.highest = number;
+            info!(workload = self.job.workload, replica = %replica, revision = goal.number, "replica created");
+            created.push(replica);
         }
         if let Some((record, _)) = self.open_step.as_mut() {
             record.created.extend(created);
             record.create_ms += millis(began.elapsed());
         }
         Ok(())
+    }
+
+    /// Creates and starts one replica of the goal with the next free number; a name that is
+    /// taken meanwhile (a scale running beside the rollout) moves on to the next number.
+    async fn create_one(
+        &self,
+        goal: &Goal,
+        source: &ContainerInspectResponse,
+        created: &[String],
+    ) -> Result<(String, u64), Stop> {
+        let mut number = self.highest;
+        for _ in 0..NAME_ATTEMPTS {
+            number += 1;
+            let mut replica =
+                scale::new_replica(source, &self.job.members, number).map_err(Stop::Error)?;
+            goal.template.apply(goal.number, &mut replica.config);
+            match scale::create_and_start(&self.job.docker, &replica).await {
+                Ok(_) => return Ok((replica.name, number)),
+                Err(e) if e.contains("409") && e.contains("already in use") => {
+                    warn!(workload = self.job.workload, replica = %replica.name, "the name is taken; trying the next number");
+                }
+                Err(e) => {
+                    return Err(Stop::Error(format!("{e} (created before it: {created:?})")));
+                }
+            }
+        }
+        Err(Stop::Error(format!(
+            "{NAME_ATTEMPTS} replica names after {} were taken; is something else creating \
+             replicas of {}?",
+            self.job.members.replica_name(self.highest),
+            self.job.workload
+        )))
     }
 
     /// Drains (from the load balancer), stops and removes the given replicas, in order.
@@ -736,7 +797,7 @@ impl<'a> Runner<'a> {
                 let ready = if s.hash == goal.hash {
                     self.ready.contains(&s.member.id)
                 } else {
-                    probe::gate(&s.inspect, false) == Gate::Passed
+                    self.serves(s)
                 };
                 ReplicaView {
                     name: s.member.name.clone(),
@@ -775,14 +836,14 @@ impl<'a> Runner<'a> {
                 "every replica runs revision {} ({})",
                 self.job.to.number, self.job.to.template.image
             ),
-            Outcome::RolledBack(why) => {
+            Outcome::RolledBack { why, .. } => {
                 format!("rolled back to revision {}: {why}", self.job.from.number)
             }
             Outcome::Failed(why) => why.clone(),
         };
         let phase = match outcome {
             Outcome::Succeeded => Phase::Succeeded,
-            Outcome::RolledBack(_) => Phase::RolledBack,
+            Outcome::RolledBack { .. } => Phase::RolledBack,
             Outcome::Failed(_) => Phase::Failed,
         };
         self.set_phase(phase);
@@ -790,11 +851,18 @@ impl<'a> Runner<'a> {
 }
 
 /// The replicas to remove from `from`: those not ready first, then the newest.
-fn victims<'s>(from: &[&'s Seen], ready: &HashSet<String>, count: usize) -> Vec<&'s Seen> {
+fn victims<'s>(
+    from: &[&'s Seen],
+    ready: &HashSet<String>,
+    failed: &HashSet<String>,
+    count: usize,
+) -> Vec<&'s Seen> {
     let members: Vec<Member> = from.iter().map(|s| s.member.clone()).collect();
     let order = scale::removal_order(&members);
-    let is_ready =
-        |s: &Seen| ready.contains(&s.member.id) || probe::gate(&s.inspect, false) == Gate::Passed;
+    let is_ready = |s: &Seen| {
+        !failed.contains(&s.member.id)
+            && (ready.contains(&s.member.id) || probe::gate(&s.inspect, false) == Gate::Passed)
+    };
     let find = |member: &Member| from.iter().copied().find(|s| s.member.id == member.id);
     let mut out: Vec<&Seen> = order
         .iter()

@@ -319,9 +319,9 @@ pub fn lock(files: &Files, holder: &str) -> Result<RunLock, String> {
             let _ = file.take(512).read_to_string(&mut text);
             let who = text.lines().next().unwrap_or("").trim().to_string();
             Err(if who.is_empty() {
-                "another rollout of this workload is running".to_string()
+                "a rollout or scale of this workload is running".to_string()
             } else {
-                format!("another rollout of this workload is running ({who})")
+                format!("a rollout or scale of this workload is running ({who})")
             })
         }
         Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", files.lock.display())),
