@@ -116,7 +116,10 @@ pub async fn scale(
 
 /// The workload named `name` on the target; one that cannot be scaled (a standalone container)
 /// or that does not exist is a failure that says so, with names close to it.
-async fn find(target: &Target, name: &str) -> Result<Workload, Failure> {
+/// The workload named `name` on `target`, as the console groups containers: a Compose service,
+/// a group or a Swarm service; a standalone container, or no match, is an error with the names
+/// that come close.
+pub async fn find(target: &Target, name: &str) -> Result<Workload, Failure> {
     let mut store = target.snapshot().await?;
     let workloads = store.workloads();
     let matching: Vec<&Workload> = workloads.iter().filter(|w| w.id.name == name).collect();
@@ -127,8 +130,8 @@ async fn find(target: &Target, name: &str) -> Result<Workload, Failure> {
     let shown = sanitize_plain(name);
     if !matching.is_empty() {
         return Err(Failure::failed(format!(
-            "cannot scale {shown} on {}: it is a standalone container; give it a \
-             pilothouse.group label to make it a group",
+            "{shown} on {} is a standalone container, which cannot be scaled or rolled out; \
+             give it a pilothouse.group label to make it a group",
             target.name
         )));
     }

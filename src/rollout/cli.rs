@@ -146,16 +146,14 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
     if name.is_empty() {
         return Err(usage("the workload name is empty"));
     }
-    let kind = if name.contains('/') {
-        WorkloadKind::Compose
-    } else {
-        WorkloadKind::Group
-    };
-    let workload = WorkloadId {
-        target: target.name.clone(),
-        kind,
-        name: name.to_string(),
-    };
+    let workload = crate::ops::scale::find(&target, name).await?.id;
+    if workload.kind == WorkloadKind::SwarmService {
+        return Err(failed(format!(
+            "{} on {} is a Swarm service: roll it out with `docker service update --image`",
+            sanitize_plain(name),
+            target.name
+        )));
+    }
     let members = Members::of(&workload).map_err(failed)?;
     let listed = scale::list_members(&target.docker, &members)
         .await
@@ -164,15 +162,11 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
             message: format!("listing the containers on {} failed: {e}", target.address),
         })?;
     if listed.is_empty() {
-        let hint = match kind {
-            WorkloadKind::Compose => "a Compose service named PROJECT/SERVICE",
-            _ => "containers labelled pilothouse.group=NAME",
-        };
         return Err(failed(format!(
-            "no workload named {} on {} ({}) (looked for {hint})",
+            "{} on {} has no replica left: there is nothing to roll out, and no configuration \
+             to copy",
             sanitize_plain(name),
-            target.name,
-            target.address
+            target.name
         )));
     }
     let running = templates_running(&target, &listed).await?;
@@ -407,7 +401,24 @@ async fn start_rollout(
         .filter(|p| !p.phase.is_final() || p.phase == Phase::Failed)
         .map(|p| p.desired);
     let lb = match settings.lb.clone() {
-        Some(lb) => Some(lb),
+        Some(lb) => {
+            let labels: HashMap<String, String> =
+                found.current.labels.clone().into_iter().collect();
+            if matches!(scale::lb_binding(Some(&labels)), Ok(None)) {
+                eprintln!(
+                    "pilothouse: warning: --backend {} holds for this rollout only: scaling {} \
+                     later leaves the backend as it is unless its replicas carry the labels \
+                     {}={} and {}={}",
+                    lb.backend,
+                    sanitize_plain(&found.workload.name),
+                    scale::LB_BACKEND_LABEL,
+                    lb.backend,
+                    scale::LB_PORT_LABEL,
+                    lb.port
+                );
+            }
+            Some(lb)
+        }
         None => lb_from_labels(&found.current, run_args, config)?,
     };
     if let Some(lb) = &lb {
