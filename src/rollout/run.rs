@@ -32,6 +32,8 @@ use crate::platform::docker::scale::{self, Member, Members};
 pub const POLL: Duration = Duration::from_millis(100);
 /// What `progressDeadline` is when none is given, as for a Kubernetes Deployment.
 pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+/// How often a paused rollout looks at its replicas again, for the state file.
+const PAUSED_LOOK: Duration = Duration::from_secs(1);
 /// Replica numbers tried when names are taken, before the rollout gives up.
 const NAME_ATTEMPTS: u64 = 10;
 /// Analysis readings the state file keeps, newest last.
@@ -103,7 +105,10 @@ pub enum Outcome {
     Succeeded,
     /// The revision it started from serves again; why it went back, and whether that was a
     /// health gate (rather than an operator's abort or the timeout).
-    RolledBack { why: String, gate: bool },
+    RolledBack {
+        why: String,
+        gate: bool,
+    },
     /// It stopped where it was; why.
     Failed(String),
 }
@@ -299,7 +304,7 @@ impl<'a> Runner<'a> {
         let mut last_progress = Instant::now();
         let mut best_ready = 0;
         loop {
-            if abortable && self.obey_controls().await? {
+            if abortable && self.obey_controls(goal).await? {
                 // Paused time does not count against the progress deadline.
                 last_progress = Instant::now();
             }
@@ -448,8 +453,9 @@ impl<'a> Runner<'a> {
     }
 
     /// Reads the operator's word; waits out a pause. True when it paused.
-    async fn obey_controls(&mut self) -> Result<bool, Stop> {
+    async fn obey_controls(&mut self, goal: &Goal) -> Result<bool, Stop> {
         let mut paused = false;
+        let mut looked = Instant::now();
         loop {
             match state::read_control(&self.job.files) {
                 Some(Control::Abort) => {
@@ -462,6 +468,13 @@ impl<'a> Runner<'a> {
                         paused = true;
                         self.state.message = "paused by an operator".to_string();
                         self.set_phase(Phase::Paused);
+                    }
+                    // Paused, the replicas' health is still shown as it changes.
+                    if looked.elapsed() >= PAUSED_LOOK {
+                        looked = Instant::now();
+                        if let Ok(seen) = self.observe().await {
+                            self.show(&seen, goal);
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
