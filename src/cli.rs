@@ -126,6 +126,42 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Gives the command the global `--docker-host` when it names none of its own, so
+    /// `pilothouse --docker-host URL rollout ...` reaches the same engine as
+    /// `pilothouse rollout ... --docker-host URL`.
+    pub fn take_docker_host(&mut self, global: Option<&str>) {
+        let Some(global) = global else {
+            return;
+        };
+        let slot = match self {
+            Command::Rollout {
+                command: Some(sub), ..
+            } => match sub {
+                RolloutCommand::Status { target, .. }
+                | RolloutCommand::Pause { target }
+                | RolloutCommand::Resume { target }
+                | RolloutCommand::Abort { target } => &mut target.docker_host,
+            },
+            Command::Rollout {
+                command: None,
+                start,
+            } => match start.target.as_mut() {
+                Some(target) => &mut target.docker_host,
+                None => return,
+            },
+            Command::Rollback { target, .. }
+            | Command::History { target, .. }
+            | Command::Scale { target, .. } => &mut target.docker_host,
+            Command::Status { docker_host, .. } => docker_host,
+            Command::Completions { .. } | Command::Man | Command::Rules { .. } => return,
+        };
+        if slot.is_none() {
+            *slot = Some(global.to_string());
+        }
+    }
+}
+
 /// The workload a one-shot command works on, and where it runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
@@ -352,6 +388,49 @@ mod tests {
         write_completions(clap_complete::Shell::Bash, &mut out);
         let script = String::from_utf8(out).unwrap();
         assert!(script.contains("completions") && script.contains("--docker-host"));
+    }
+
+    #[test]
+    fn the_global_docker_host_reaches_the_one_shot_commands() {
+        let parsed = |args: &[&str]| {
+            let cli = Cli::parse_from(args);
+            let mut command = cli.command.expect("a command");
+            command.take_docker_host(cli.docker_host.as_deref());
+            command
+        };
+        let Command::Scale { target, .. } = parsed(&[
+            "pilothouse",
+            "--docker-host",
+            "unix:///a.sock",
+            "scale",
+            "web",
+            "2",
+        ]) else {
+            panic!("scale");
+        };
+        assert_eq!(target.docker_host.as_deref(), Some("unix:///a.sock"));
+        // The command's own flag wins.
+        let Command::Rollout { start, .. } = parsed(&[
+            "pilothouse",
+            "--docker-host",
+            "unix:///a.sock",
+            "rollout",
+            "web",
+            "--image",
+            "x",
+            "--docker-host",
+            "unix:///b.sock",
+        ]) else {
+            panic!("rollout");
+        };
+        let host = start.target.and_then(|t| t.docker_host);
+        assert_eq!(host.as_deref(), Some("unix:///b.sock"));
+        let Command::Status { docker_host, .. } =
+            parsed(&["pilothouse", "--docker-host", "tcp://127.0.0.1:1", "status"])
+        else {
+            panic!("status");
+        };
+        assert_eq!(docker_host.as_deref(), Some("tcp://127.0.0.1:1"));
     }
 
     #[test]

@@ -63,7 +63,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = Config::load(&paths)?;
-    if let Some(command) = cli.command {
+    if let Some(mut command) = cli.command {
+        command.take_docker_host(cli.docker_host.as_deref());
         // One-shot commands read `--read-only` from the config they are given.
         config.read_only |= cli.read_only;
         if cli.prometheus.is_some() {

@@ -163,6 +163,35 @@ async fn a_rollout_cut_short_is_taken_on_again_with_its_count_and_a_bad_revision
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("nothing to do"));
 
+    // A replica of v2 stopped by hand is no longer "nothing to do": it is replaced.
+    let (stopped, _) = now[0].clone();
+    docker
+        .stop_container(&stopped, None)
+        .await
+        .expect("stop a replica");
+    let output = tokio::task::block_in_place(|| {
+        pilothouse(
+            root.path(),
+            &[
+                "rollout",
+                &group,
+                "--image",
+                WEB_V2,
+                "--wait",
+                "--docker-host",
+                HOST,
+            ],
+        )
+    });
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("nothing to do"));
+    let now = running(&docker, &label, &group).await;
+    assert!(all_on(&now, WEB_V2, 3), "{now:?}");
+    assert!(
+        docker.inspect_container(&stopped, None).await.is_err(),
+        "the stopped replica {stopped} was replaced and removed"
+    );
+
     // A bad image rolls back; `rollback` then goes to v1, passing over the bad revision.
     let output = tokio::task::block_in_place(|| {
         pilothouse(
@@ -183,7 +212,7 @@ async fn a_rollout_cut_short_is_taken_on_again_with_its_count_and_a_bad_revision
         pilothouse(root.path(), &["history", &group, "--docker-host", HOST])
     });
     let history = String::from_utf8_lossy(&history.stdout).to_string();
-    assert!(history.contains("failed its health gate"), "{history}");
+    assert!(history.contains("(rolled back)"), "{history}");
     let output = tokio::task::block_in_place(|| {
         pilothouse(
             root.path(),

@@ -69,6 +69,9 @@ pub async fn run(command: Command, paths: &Paths, config: &Config) -> u8 {
             command: None,
             start,
         } => match (start.target, start.image) {
+            (Some(_), Some(image)) if image.trim().is_empty() => Err(usage(
+                "--image is empty: name the image of the new revision",
+            )),
             (Some(target), Some(image)) => {
                 let goal = Wanted::Image(image);
                 start_rollout(&target, goal, &start.run, paths, config).await
@@ -126,6 +129,8 @@ struct Found {
     current_hash: String,
     /// Every template its replicas run, with how many run it, the most first.
     running: Vec<(String, Template, usize)>,
+    /// Whether every replica is running (none created and never started, none exited).
+    all_running: bool,
 }
 
 impl Found {
@@ -169,7 +174,7 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
             target.name
         )));
     }
-    let running = templates_running(&target, &listed).await?;
+    let (running, all_running) = templates_running(&target, &listed).await?;
     let (current_hash, current, _) = running[0].clone();
     let files = Files::new(&paths.state_dir, &target.engine_id, name);
     let history_path = History::path(&paths.state_dir, &target.engine_id, name);
@@ -208,6 +213,7 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
         current,
         current_hash,
         running,
+        all_running,
     })
 }
 
@@ -217,16 +223,18 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
 async fn templates_running(
     target: &Target,
     listed: &[scale::Member],
-) -> Result<Vec<(String, Template, usize)>, Failure> {
+) -> Result<(Vec<(String, Template, usize)>, bool), Failure> {
     let mut newest_first = listed.to_vec();
     newest_first.sort_by_key(|m| std::cmp::Reverse((m.created, m.number.unwrap_or(0))));
     let mut running: Vec<(String, Template, usize)> = Vec::new();
+    let mut all_running = true;
     for member in &newest_first {
         let inspect = target
             .docker
             .inspect_container(&member.id, None::<InspectContainerOptions>)
             .await
             .map_err(|e| failed(format!("inspecting {} failed: {e}", member.name)))?;
+        all_running &= inspect.state.as_ref().and_then(|s| s.running) == Some(true);
         let template = Template::from_container(&inspect).map_err(failed)?;
         let hash = inspect
             .config
@@ -242,7 +250,7 @@ async fn templates_running(
     }
     // A stable sort keeps the newest first among equal counts.
     running.sort_by_key(|(_, _, count)| std::cmp::Reverse(*count));
-    Ok(running)
+    Ok((running, all_running))
 }
 
 /// The history a workload's containers still tell when its file is gone (empty when they carry
@@ -339,8 +347,8 @@ async fn start_rollout(
                 })?,
                 None => found.history.before(&found.current_hash).ok_or_else(|| {
                     failed(format!(
-                        "{} runs revision {}, and no other revision that passed its health \
-                         gate is recorded; see `pilothouse history {}`",
+                        "{} runs revision {}, and no other revision that was not rolled back \
+                         is recorded; see `pilothouse history {}`",
                         found.workload.name,
                         found.current_number(),
                         found.workload.name
@@ -355,7 +363,7 @@ async fn start_rollout(
         }
     };
     let goal_hash = template.hash();
-    if found.running.iter().all(|(hash, _, _)| *hash == goal_hash) {
+    if found.all_running && found.running.iter().all(|(hash, _, _)| *hash == goal_hash) {
         let message = format!(
             "{} already runs revision {} ({}) on every replica; nothing to do",
             sanitize_plain(&found.workload.name),
@@ -373,6 +381,13 @@ async fn start_rollout(
         .find(|(hash, _, _)| *hash != goal_hash)
         .map(|(hash, template, _)| (hash.clone(), template.clone()))
         .unwrap_or_else(|| (found.current_hash.clone(), found.current.clone()));
+    if settings.probe.is_some() && !probe_missing(&template, None) {
+        eprintln!(
+            "pilothouse: warning: {} has a HEALTHCHECK of its own, which decides readiness; \
+             --probe is used only for images without one",
+            sanitize_plain(&template.image)
+        );
+    }
     if probe_missing(&template, settings.probe.as_ref()) {
         eprintln!(
             "pilothouse: warning: {} has no HEALTHCHECK and no --probe was given: a new replica \
@@ -380,26 +395,7 @@ async fn start_rollout(
             sanitize_plain(&template.image)
         );
     }
-    let to_number =
-        found
-            .history
-            .record(template.clone(), &cause, Utc::now(), history::DEFAULT_KEEP);
-    found.history.save(&found.history_path).map_err(failed)?;
-    let numbers: HashMap<String, u32> = found
-        .history
-        .revisions
-        .iter()
-        .map(|r| (r.hash.clone(), r.number))
-        .collect();
-    let from = Goal {
-        number: numbers.get(&from_hash).copied().unwrap_or(0),
-        hash: from_hash,
-        template: from_template,
-    };
-    // Taking on a rollout that was cut short keeps the count it started with.
-    let desired = previous
-        .filter(|p| !p.phase.is_final() || p.phase == Phase::Failed)
-        .map(|p| p.desired);
+    // The load balancer answers before anything is recorded or changed.
     let lb = match settings.lb.clone() {
         Some(lb) => {
             let labels: HashMap<String, String> =
@@ -424,6 +420,26 @@ async fn start_rollout(
     if let Some(lb) = &lb {
         reach_backend(lb).await?;
     }
+    let to_number =
+        found
+            .history
+            .record(template.clone(), &cause, Utc::now(), history::DEFAULT_KEEP);
+    found.history.save(&found.history_path).map_err(failed)?;
+    let numbers: HashMap<String, u32> = found
+        .history
+        .revisions
+        .iter()
+        .map(|r| (r.hash.clone(), r.number))
+        .collect();
+    let from = Goal {
+        number: numbers.get(&from_hash).copied().unwrap_or(0),
+        hash: from_hash,
+        template: from_template,
+    };
+    // Taking on a rollout that was cut short keeps the count it started with.
+    let desired = previous
+        .filter(|p| !p.phase.is_final() || matches!(p.phase, Phase::Failed | Phase::Interrupted))
+        .map(|p| p.desired);
     let job = Job {
         docker: found.target.docker.clone(),
         workload: found.workload.name.clone(),
@@ -466,7 +482,7 @@ async fn start_rollout(
     };
     audit.record(&request, "started", &request.describe());
     let outcome = drive(&job, run_args.output).await;
-    if let Outcome::RolledBack { why, gate: true } = &outcome {
+    if let Outcome::RolledBack { why, .. } = &outcome {
         found.history.mark_rolled_back(job.to.number, why);
         if let Err(e) = found.history.save(&found.history_path) {
             eprintln!("pilothouse: warning: {e}");
@@ -1011,8 +1027,13 @@ fn print_outcome_nothing(output: Output, found: &Found, message: &str) {
                 "workload": found.workload.name,
                 "outcome": "unchanged",
                 "exit": exit::OK,
+                "from_revision": found.current_number(),
+                "to_revision": found.current_number(),
+                "image": found.current.image,
                 "revision": found.current_number(),
                 "reason": message,
+                "steps": 0,
+                "took_ms": 0,
             })
         ),
     }

@@ -35,8 +35,8 @@ pub struct Revision {
     /// Who made it and why, as given to the rollout (or a pipeline's message).
     pub cause: String,
     pub created: DateTime<Utc>,
-    /// Why a rollout to it failed its health gate and was rolled back, when the last one did:
-    /// `rollback` without `--to-revision` passes over it.
+    /// Why the last rollout to it was rolled back (a failed health gate, an abort, the
+    /// timeout), when it was: `rollback` without `--to-revision` passes over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<String>,
 }
@@ -125,7 +125,7 @@ impl History {
         self.revisions.iter().find(|r| r.hash == hash)
     }
 
-    /// Marks revision `number` as rolled back after failing its gate, with why.
+    /// Marks revision `number` as rolled back, with why.
     pub fn mark_rolled_back(&mut self, number: u32, why: &str) {
         if let Some(revision) = self.revisions.iter_mut().find(|r| r.number == number) {
             revision.rolled_back = Some(why.to_string());
@@ -133,7 +133,7 @@ impl History {
     }
 
     /// Where `rollback` without `--to-revision` goes from the revision whose hash is
-    /// `current`: the newest other revision that was not rolled back after failing its gate.
+    /// `current`: the newest other revision whose last rollout was not rolled back.
     pub fn before(&self, current: &str) -> Option<&Revision> {
         self.revisions
             .iter()
@@ -289,7 +289,7 @@ pub fn render_table(history: &History, current_hash: Option<&str>) -> String {
                 sanitize_plain(&r.cause)
             };
             if r.rolled_back.is_some() {
-                cause.push_str(" (failed its health gate; rolled back)");
+                cause.push_str(" (rolled back)");
             }
             [
                 format!("{}{mark}", r.number),
@@ -633,7 +633,7 @@ mod tests {
         h.mark_rolled_back(bad, "web-4 is unhealthy");
         let on_two = template("web:2").hash();
         assert_eq!(h.before(&on_two).map(|r| r.number), Some(1));
-        assert!(render_table(&h, Some(&on_two)).contains("(failed its health gate; rolled back)"));
+        assert!(render_table(&h, Some(&on_two)).contains("(rolled back)"));
         // v1 recorded again (renumbered above the current one) is still where rollback goes.
         let one_again = h.record(template("web:1"), "", at(4), DEFAULT_KEEP);
         assert_eq!(h.before(&on_two).map(|r| r.number), Some(one_again));

@@ -200,6 +200,8 @@ struct Runner<'a> {
     highest: u64,
     /// Ids of replicas whose gate failed: never counted ready again.
     failed: HashSet<String>,
+    /// Ids of the replicas this rollout created.
+    created: HashSet<String>,
     /// Analysis evaluations that passed and that were inconclusive, and when the next is due.
     passes: u32,
     inconclusive: u32,
@@ -259,6 +261,7 @@ impl<'a> Runner<'a> {
             source: None,
             highest: 0,
             failed: HashSet::new(),
+            created: HashSet::new(),
             passes: 0,
             inconclusive: 0,
             next_analysis: Instant::now(),
@@ -326,7 +329,7 @@ impl<'a> Runner<'a> {
                 self.source = Some(newest.inspect.clone());
             }
             let (new, old): (Vec<&Seen>, Vec<&Seen>) =
-                seen.iter().partition(|s| s.hash == goal.hash);
+                seen.iter().partition(|s| self.counts_as_goal(s, goal));
             self.gate_new(&new).await?;
             let old_ready: Vec<&Seen> = old.iter().copied().filter(|s| self.serves(s)).collect();
             self.sync_lb(&old_ready).await?;
@@ -389,6 +392,14 @@ impl<'a> Runner<'a> {
             self.remove(&victims).await?;
             last_progress = Instant::now();
         }
+    }
+
+    /// Whether a replica counts as one of the goal's: its template, and it runs or this rollout
+    /// created it. One of the goal's template that was left stopped (or never started) by
+    /// someone else is replaced like an old one.
+    fn counts_as_goal(&self, seen: &Seen, goal: &Goal) -> bool {
+        let runs = seen.inspect.state.as_ref().and_then(|s| s.running) == Some(true);
+        seen.hash == goal.hash && (runs || self.created.contains(&seen.member.id))
     }
 
     /// Whether a replica of another revision serves: it runs and passes Docker's health check,
@@ -470,9 +481,15 @@ impl<'a> Runner<'a> {
                         self.set_phase(Phase::Paused);
                     }
                     // Paused, the replicas' health is still shown as it changes.
+                    // The step in progress still finishes: its new replicas join when ready.
                     if looked.elapsed() >= PAUSED_LOOK {
                         looked = Instant::now();
                         if let Ok(seen) = self.observe().await {
+                            let new: Vec<&Seen> = seen
+                                .iter()
+                                .filter(|s| self.counts_as_goal(s, goal))
+                                .collect();
+                            self.gate_new(&new).await?;
                             self.show(&seen, goal);
                         }
                     }
@@ -673,8 +690,9 @@ impl<'a> Runner<'a> {
         self.highest = self.highest.max(in_use);
         let mut created = Vec::new();
         for _ in 0..count {
-            let (replica, number) = self.create_one(goal, &source, &created).await?;
+            let (replica, number, id) = self.create_one(goal, &source, &created).await?;
             self.highest = number;
+            self.created.insert(id);
             info!(workload = self.job.workload, replica = %replica, revision = goal.number, "replica created");
             created.push(replica);
         }
@@ -692,7 +710,7 @@ impl<'a> Runner<'a> {
         goal: &Goal,
         source: &ContainerInspectResponse,
         created: &[String],
-    ) -> Result<(String, u64), Stop> {
+    ) -> Result<(String, u64, String), Stop> {
         let mut number = self.highest;
         for _ in 0..NAME_ATTEMPTS {
             number += 1;
@@ -700,7 +718,7 @@ impl<'a> Runner<'a> {
                 scale::new_replica(source, &self.job.members, number).map_err(Stop::Error)?;
             goal.template.apply(goal.number, &mut replica.config);
             match scale::create_and_start(&self.job.docker, &replica).await {
-                Ok(_) => return Ok((replica.name, number)),
+                Ok(id) => return Ok((replica.name, number, id)),
                 Err(e) if e.contains("409") && e.contains("already in use") => {
                     warn!(workload = self.job.workload, replica = %replica.name, "the name is taken; trying the next number");
                 }
