@@ -13,6 +13,13 @@ use support::{TestLabel, docker_or_skip};
 
 const HOST: &str = "unix:///var/run/docker.sock";
 
+/// The binary with `args` against the local engine, from a test on the multi-thread runtime.
+fn cli(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend(["--docker-host", HOST]);
+    tokio::task::block_in_place(|| pilothouse(root, &all))
+}
+
 fn all_on(now: &[(String, String)], image: &str, count: usize) -> bool {
     now.len() == count && now.iter().all(|(_, i)| i == image)
 }
@@ -29,47 +36,39 @@ async fn a_single_replica_rolls_out_with_no_surge_room() {
     let root = tempfile::tempdir().expect("temp dir");
 
     // The only replica goes first; the new one copies the configuration seen before.
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &[
-                "rollout",
-                &group,
-                "--image",
-                WEB_V2,
-                "--wait",
-                "--max-surge",
-                "0",
-                "--max-unavailable",
-                "1",
-                "--docker-host",
-                HOST,
-            ],
-        )
-    });
+    let output = cli(
+        root.path(),
+        &[
+            "rollout",
+            &group,
+            "--image",
+            WEB_V2,
+            "--wait",
+            "--max-surge",
+            "0",
+            "--max-unavailable",
+            "1",
+        ],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let now = running(&docker, &label, &group).await;
     assert!(all_on(&now, WEB_V2, 1), "{now:?}");
 
     // Both bounds 0 is a usage error, refused before anything is touched.
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &[
-                "rollout",
-                &group,
-                "--image",
-                WEB_V1,
-                "--wait",
-                "--max-surge",
-                "0",
-                "--max-unavailable",
-                "0",
-                "--docker-host",
-                HOST,
-            ],
-        )
-    });
+    let output = cli(
+        root.path(),
+        &[
+            "rollout",
+            &group,
+            "--image",
+            WEB_V1,
+            "--wait",
+            "--max-surge",
+            "0",
+            "--max-unavailable",
+            "0",
+        ],
+    );
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     assert!(all_on(&running(&docker, &label, &group).await, WEB_V2, 1));
 }
@@ -125,20 +124,10 @@ async fn a_rollout_cut_short_is_taken_on_again_with_its_count_and_a_bad_revision
     assert_eq!(mixed.len(), 4, "one replica over the count: {mixed:?}");
 
     // The same rollout again finishes the job, at the count the first one started with.
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &[
-                "rollout",
-                &group,
-                "--image",
-                WEB_V2,
-                "--wait",
-                "--docker-host",
-                HOST,
-            ],
-        )
-    });
+    let output = cli(
+        root.path(),
+        &["rollout", &group, "--image", WEB_V2, "--wait"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("nothing to do"), "{stdout}");
@@ -146,20 +135,10 @@ async fn a_rollout_cut_short_is_taken_on_again_with_its_count_and_a_bad_revision
     assert!(all_on(&now, WEB_V2, 3), "{now:?}");
 
     // Now every replica runs v2: nothing to do, and it says so.
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &[
-                "rollout",
-                &group,
-                "--image",
-                WEB_V2,
-                "--wait",
-                "--docker-host",
-                HOST,
-            ],
-        )
-    });
+    let output = cli(
+        root.path(),
+        &["rollout", &group, "--image", WEB_V2, "--wait"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("nothing to do"));
 
@@ -169,20 +148,10 @@ async fn a_rollout_cut_short_is_taken_on_again_with_its_count_and_a_bad_revision
         .stop_container(&stopped, None)
         .await
         .expect("stop a replica");
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &[
-                "rollout",
-                &group,
-                "--image",
-                WEB_V2,
-                "--wait",
-                "--docker-host",
-                HOST,
-            ],
-        )
-    });
+    let output = cli(
+        root.path(),
+        &["rollout", &group, "--image", WEB_V2, "--wait"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(!String::from_utf8_lossy(&output.stdout).contains("nothing to do"));
     let now = running(&docker, &label, &group).await;
@@ -193,32 +162,15 @@ async fn a_rollout_cut_short_is_taken_on_again_with_its_count_and_a_bad_revision
     );
 
     // A bad image rolls back; `rollback` then goes to v1, passing over the bad revision.
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &[
-                "rollout",
-                &group,
-                "--image",
-                WEB_BAD,
-                "--wait",
-                "--docker-host",
-                HOST,
-            ],
-        )
-    });
+    let output = cli(
+        root.path(),
+        &["rollout", &group, "--image", WEB_BAD, "--wait"],
+    );
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
-    let history = tokio::task::block_in_place(|| {
-        pilothouse(root.path(), &["history", &group, "--docker-host", HOST])
-    });
+    let history = cli(root.path(), &["history", &group]);
     let history = String::from_utf8_lossy(&history.stdout).to_string();
     assert!(history.contains("(rolled back)"), "{history}");
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &["rollback", &group, "--wait", "--docker-host", HOST],
-        )
-    });
+    let output = cli(root.path(), &["rollback", &group, "--wait"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let now = running(&docker, &label, &group).await;
     assert!(all_on(&now, WEB_V1, 3), "{now:?}\n{history}");
@@ -240,20 +192,10 @@ async fn a_state_file_that_does_not_read_is_kept_and_named() {
     std::fs::create_dir_all(files.state.parent().expect("dir")).expect("state dir");
     std::fs::write(&files.state, "garbage").expect("write");
 
-    let output = tokio::task::block_in_place(|| {
-        pilothouse(
-            root.path(),
-            &[
-                "rollout",
-                &group,
-                "--image",
-                WEB_V2,
-                "--wait",
-                "--docker-host",
-                HOST,
-            ],
-        )
-    });
+    let output = cli(
+        root.path(),
+        &["rollout", &group, "--image", WEB_V2, "--wait"],
+    );
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
