@@ -743,6 +743,9 @@ async fn drive(job: &Job, output: Output) -> Outcome {
             _ = tokio::signal::ctrl_c() => interrupts += 1,
             _ = terminated => interrupts += 1,
         }
+        if interrupts > 0 {
+            printer.clear_live();
+        }
         if interrupts == 1 {
             interrupts += 1;
             eprintln!(
@@ -888,6 +891,15 @@ impl Printer {
             );
         }
         let _ = out.flush();
+    }
+
+    /// Takes the live status line off the terminal, so a message can be printed in its place.
+    fn clear_live(&self) {
+        if self.live {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[K");
+            let _ = out.flush();
+        }
     }
 
     fn done(&mut self, job: &Job, outcome: &Outcome) {
@@ -1048,6 +1060,8 @@ async fn start_in_background(
 ) -> Result<u8, Failure> {
     use std::os::unix::process::CommandExt;
     let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
+    // A name that matches nothing is told here, before a log file is made for it.
+    crate::ops::scale::find(&target, args.workload.trim()).await?;
     let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
     if state::is_running(&files) {
         return Err(failed(format!(
