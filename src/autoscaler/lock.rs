@@ -97,7 +97,8 @@ fn file_stem(key: &str) -> String {
         .collect()
 }
 
-fn open(path: &Path) -> Result<File, String> {
+/// Opens (creating it and its directory) a lock file without truncating what its holder wrote.
+pub(crate) fn open(path: &Path) -> Result<File, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the lock directory {}: {e}", dir.display()))?;

@@ -174,13 +174,17 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
             target.name
         )));
     }
-    let (running, all_running) = templates_running(&target, &listed).await?;
+    let Inspected {
+        running,
+        all_running,
+        labelled,
+    } = templates_running(&target, &listed).await?;
     let (current_hash, current, _) = running[0].clone();
     let files = Files::new(&paths.state_dir, &target.engine_id, name);
     let history_path = History::path(&paths.state_dir, &target.engine_id, name);
     let mut history = History::load(&history_path, name).map_err(failed)?;
     if history.revisions.is_empty() {
-        history = recover_history(&target, name, &listed).await;
+        history = recover_history(name, &labelled);
     }
     // Templates no revision records (before a first rollout, or changed by hand) are recorded,
     // the one most replicas run last, so it is the newest.
@@ -217,17 +221,29 @@ async fn find(args: &TargetArgs, paths: &Paths, config: &Config) -> Result<Found
     })
 }
 
+/// What one look at a workload's replicas tells.
+struct Inspected {
+    /// Each template run, with its hash and how many run it (see [`templates_running`]).
+    running: Vec<(String, Template, usize)>,
+    /// Whether every replica is running.
+    all_running: bool,
+    /// Each replica's template with the revision number its label gives, for rebuilding a lost
+    /// history.
+    labelled: Vec<(Template, Option<u32>)>,
+}
+
 /// The templates a workload's replicas run, each with its hash (the replica's label, or the
 /// template's own) and how many run it: the most first, the newest replica's first among
 /// equals.
 async fn templates_running(
     target: &Target,
     listed: &[scale::Member],
-) -> Result<(Vec<(String, Template, usize)>, bool), Failure> {
+) -> Result<Inspected, Failure> {
     let mut newest_first = listed.to_vec();
     newest_first.sort_by_key(|m| std::cmp::Reverse((m.created, m.number.unwrap_or(0))));
     let mut running: Vec<(String, Template, usize)> = Vec::new();
     let mut all_running = true;
+    let mut labelled = Vec::new();
     for member in &newest_first {
         let inspect = target
             .docker
@@ -236,6 +252,8 @@ async fn templates_running(
             .map_err(|e| failed(format!("inspecting {} failed: {e}", member.name)))?;
         all_running &= inspect.state.as_ref().and_then(|s| s.running) == Some(true);
         let template = Template::from_container(&inspect).map_err(failed)?;
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+        labelled.push((template.clone(), labels.and_then(revision::revision_number)));
         let hash = inspect
             .config
             .as_ref()
@@ -250,34 +268,20 @@ async fn templates_running(
     }
     // A stable sort keeps the newest first among equal counts.
     running.sort_by_key(|(_, _, count)| std::cmp::Reverse(*count));
-    Ok((running, all_running))
+    Ok(Inspected {
+        running,
+        all_running,
+        labelled,
+    })
 }
 
 /// The history a workload's containers still tell when its file is gone (empty when they carry
 /// no revision labels, as before a first rollout).
-async fn recover_history(target: &Target, name: &str, listed: &[scale::Member]) -> History {
-    let mut containers = Vec::new();
-    for member in listed {
-        let Ok(inspect) = target
-            .docker
-            .inspect_container(&member.id, None::<InspectContainerOptions>)
-            .await
-        else {
-            continue;
-        };
-        let number = inspect
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(revision::revision_number);
-        if let Ok(template) = Template::from_container(&inspect) {
-            containers.push((template, number));
-        }
-    }
-    if containers.iter().all(|(_, number)| number.is_none()) {
+fn recover_history(name: &str, replicas: &[(Template, Option<u32>)]) -> History {
+    if replicas.iter().all(|(_, number)| number.is_none()) {
         return History::new(name);
     }
-    History::recover(name, &containers, Utc::now())
+    History::recover(name, replicas, Utc::now())
 }
 
 /// `rollout WORKLOAD --image IMAGE` and `rollback WORKLOAD [--to-revision N]`.

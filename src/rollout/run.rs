@@ -38,8 +38,6 @@ const PAUSED_LOOK: Duration = Duration::from_secs(1);
 const NAME_ATTEMPTS: u64 = 10;
 /// Analysis readings the state file keeps, newest last.
 const ANALYSIS_KEPT: usize = 50;
-/// The longest a drained server is given to finish its sessions before its replica stops.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A workload's backend in a load balancer.
 #[derive(Debug, Clone)]
@@ -738,43 +736,15 @@ impl<'a> Runner<'a> {
     /// Drains (from the load balancer), stops and removes the given replicas, in order.
     async fn remove(&mut self, victims: &[&Seen]) -> Result<(), Stop> {
         let began = Instant::now();
-        let in_lb: HashSet<String> = match &self.job.lb {
-            Some(lb) => lb
-                .haproxy
-                .servers(&lb.backend)
-                .await
-                .map_err(|e| Stop::Error(format!("reading backend {}: {e}", lb.backend)))?
-                .into_iter()
-                .map(|server| server.name)
-                .collect(),
-            None => HashSet::new(),
-        };
         for victim in victims {
-            if let Some(lb) = self
-                .job
-                .lb
-                .as_ref()
-                .filter(|_| in_lb.contains(&victim.member.name))
-            {
-                let name = &victim.member.name;
-                let lb_error =
-                    |e: crate::lb::haproxy::LbError| Stop::Error(format!("draining {name}: {e}"));
-                lb.haproxy
-                    .drain(&lb.backend, name)
-                    .await
-                    .map_err(lb_error)?;
-                let idle = lb
-                    .haproxy
-                    .wait_idle(&lb.backend, name, DRAIN_TIMEOUT)
-                    .await
-                    .map_err(lb_error)?;
-                if !idle {
-                    warn!(workload = self.job.workload, replica = %name, "sessions still open after the drain timeout; stopping it anyway");
-                }
-                lb.haproxy
-                    .remove_server(&lb.backend, name)
-                    .await
-                    .map_err(lb_error)?;
+            if let Some(lb) = &self.job.lb {
+                // Drained, waited for and taken out of the backend, as a scale-down does.
+                let backend = scale::Backend {
+                    haproxy: &lb.haproxy,
+                    name: lb.backend.clone(),
+                    port: lb.port,
+                };
+                backend.leave(&victim.member).await.map_err(Stop::Error)?;
             }
             scale::stop_and_remove(&self.job.docker, &victim.member)
                 .await

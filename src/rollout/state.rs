@@ -298,7 +298,7 @@ pub struct RunLock {
 /// [`is_running`] probes the lock by taking it for a moment, so a lock that is busy is tried
 /// again a few times over a tenth of a second before it counts as held.
 pub fn lock(files: &Files, holder: &str) -> Result<RunLock, String> {
-    let mut file = open_lock(&files.lock)?;
+    let mut file = crate::autoscaler::lock::open(&files.lock)?;
     let mut attempt = file.try_lock();
     for _ in 0..10 {
         if !matches!(attempt, Err(TryLockError::WouldBlock)) {
@@ -334,20 +334,6 @@ pub fn is_running(files: &Files) -> bool {
         return false;
     };
     matches!(file.try_lock(), Err(TryLockError::WouldBlock))
-}
-
-fn open_lock(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 #[cfg(test)]
