@@ -20,6 +20,7 @@ pub mod paths;
 pub mod platform;
 pub mod rollout;
 pub mod rules;
+pub mod sandbox;
 pub mod store;
 pub mod text;
 pub mod theme;
