@@ -59,6 +59,10 @@ pub enum WorkloadKind {
     SwarmService,
     /// A container with none of the above; name is the container name.
     Container,
+    /// A Kubernetes Deployment; name is `NAMESPACE/NAME`.
+    Deployment,
+    /// A Kubernetes StatefulSet; name is `NAMESPACE/NAME`.
+    StatefulSet,
 }
 
 impl WorkloadKind {
@@ -69,6 +73,8 @@ impl WorkloadKind {
             WorkloadKind::Group => "group",
             WorkloadKind::SwarmService => "swarm",
             WorkloadKind::Container => "container",
+            WorkloadKind::Deployment => "deploy",
+            WorkloadKind::StatefulSet => "sts",
         }
     }
 
@@ -248,6 +254,9 @@ pub struct Replica {
     pub details: Option<ReplicaDetails>,
     /// The CPU the replica may use; `None` until an inspect has told it.
     pub cpu_limit: Option<CpuLimit>,
+    /// The workload, where the platform tells it (a pod's owning Deployment or StatefulSet);
+    /// `None` on Docker, whose workloads are read from labels by [`crate::store::workload_of`].
+    pub workload: Option<(WorkloadKind, String)>,
 }
 
 /// How much CPU a replica may use, as its engine enforces it.
@@ -306,6 +315,35 @@ pub struct EngineEvent {
     pub subject: String,
     /// The engine's action word: `start`, `die`, `health_status: healthy`, ...
     pub action: String,
+}
+
+/// A Kubernetes Deployment or StatefulSet as its API server describes it: what the pods alone
+/// do not tell (the count asked for, the revision, the rollout's progress, who else scales it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Controller {
+    pub kind: WorkloadKind,
+    /// `NAMESPACE/NAME`.
+    pub name: String,
+    /// `spec.replicas`.
+    pub desired: u64,
+    /// The image of the first container of the pod template.
+    pub image: String,
+    /// The Deployment's `deployment.kubernetes.io/revision`; a StatefulSet's is `None`.
+    pub revision: Option<u64>,
+    /// `spec.paused` (Deployments only).
+    pub paused: bool,
+    /// The rollout as the status conditions tell it, e.g. `progressing` or
+    /// `failed: ProgressDeadlineExceeded`; `None` when the workload is at rest.
+    pub rollout: Option<String>,
+    /// Another autoscaler that scales this workload, e.g. `HorizontalPodAutoscaler payments/checkout`.
+    pub scaled_by: Option<String>,
+}
+
+impl Controller {
+    /// The key a target's controllers are kept under: kind and name.
+    pub fn key(&self) -> (WorkloadKind, String) {
+        (self.kind, self.name.clone())
+    }
 }
 
 /// A Swarm service as the manager describes it.

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    ConnState, EngineEvent, Health, PlatformKind, Replica, StatsSample, SwarmService, WorkloadId,
-    WorkloadKind,
+    ConnState, Controller, EngineEvent, Health, PlatformKind, Replica, StatsSample, SwarmService,
+    WorkloadId, WorkloadKind,
 };
 use crate::platform::Update;
 
@@ -32,6 +32,8 @@ pub struct TargetState {
     pub conn: ConnState,
     pub replicas: HashMap<String, Replica>,
     pub services: HashMap<String, SwarmService>,
+    /// Kubernetes Deployments and StatefulSets, by kind and name.
+    pub controllers: HashMap<(WorkloadKind, String), Controller>,
     /// Newest last.
     pub events: VecDeque<EngineEvent>,
 }
@@ -98,6 +100,7 @@ impl Store {
                 conn: ConnState::Connecting,
                 replicas: HashMap::new(),
                 services: HashMap::new(),
+                controllers: HashMap::new(),
                 events: VecDeque::new(),
             });
         }
@@ -172,6 +175,27 @@ impl Store {
             }
             Update::ServiceRemoved { target, id } => {
                 self.target_mut(target).services.remove(id);
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::Controllers {
+                target,
+                controllers,
+            } => {
+                self.target_mut(target).controllers =
+                    controllers.iter().map(|c| (c.key(), c.clone())).collect();
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::Controller { target, controller } => {
+                let t = self.target_mut(target);
+                t.controllers.insert(controller.key(), controller.clone());
+                self.workloads_stale = true;
+                Change::Structure
+            }
+            Update::ControllerRemoved { target, kind, name } => {
+                let t = self.target_mut(target);
+                t.controllers.remove(&(*kind, name.clone()));
                 self.workloads_stale = true;
                 Change::Structure
             }
@@ -310,6 +334,9 @@ impl Store {
                     .entry((WorkloadKind::SwarmService, s.name.clone()))
                     .or_default();
             }
+            for key in t.controllers.keys() {
+                groups.entry(key.clone()).or_default();
+            }
             for ((kind, name), replicas) in groups {
                 let id = WorkloadId {
                     target: t.name.clone(),
@@ -320,7 +347,8 @@ impl Store {
                     .services
                     .values()
                     .find(|s| kind == WorkloadKind::SwarmService && s.name == id.name);
-                out.push(self.summarize(id, replicas, service));
+                let controller = t.controllers.get(&(kind, id.name.clone()));
+                out.push(self.summarize(id, replicas, service, controller));
             }
         }
         out
@@ -331,6 +359,7 @@ impl Store {
         id: WorkloadId,
         mut replicas: Vec<&Replica>,
         service: Option<&SwarmService>,
+        controller: Option<&Controller>,
     ) -> Workload {
         replicas.sort_by(|a, b| {
             replica_number(a)
@@ -338,13 +367,17 @@ impl Store {
                 .then_with(|| a.name.cmp(&b.name))
         });
         let ready = replicas.iter().filter(|r| r.is_ready()).count();
-        let desired = match service.and_then(|s| s.desired) {
+        let desired = match service
+            .and_then(|s| s.desired)
+            .or(controller.map(|c| c.desired))
+        {
             Some(n) => n as usize,
             None => replicas.len(),
         };
         let newest = replicas.iter().max_by_key(|r| r.created);
         let image = service
             .map(|s| s.image.clone())
+            .or_else(|| controller.map(|c| c.image.clone()))
             .or_else(|| newest.map(|r| r.image.clone()))
             .unwrap_or_default();
         let mut ports: Vec<String> = replicas
@@ -407,8 +440,12 @@ fn add_sample(into: &mut StatsSample, s: &StatsSample) {
     into.net_tx += s.net_tx;
 }
 
-/// The workload a container belongs to: Swarm service, Compose service, group, or itself.
+/// The workload a replica belongs to: the one its platform named, else (a container) its Swarm
+/// service, Compose service, group, or itself.
 pub fn workload_of(r: &Replica) -> (WorkloadKind, String) {
+    if let Some(workload) = &r.workload {
+        return workload.clone();
+    }
     let label = |k: &str| r.labels.get(k).filter(|v| !v.is_empty());
     if let Some(service) = label(SWARM_SERVICE_NAME) {
         return (WorkloadKind::SwarmService, service.clone());
@@ -481,6 +518,7 @@ pub(crate) mod tests_support {
                 .collect(),
             details: None,
             cpu_limit: None,
+            workload: None,
         }
     }
 
@@ -549,6 +587,80 @@ mod tests {
                 (WorkloadKind::Container, "lonely".to_string(), 1),
             ]
         );
+    }
+
+    fn deployment(name: &str, desired: u64) -> Controller {
+        Controller {
+            kind: WorkloadKind::Deployment,
+            name: name.to_string(),
+            desired,
+            image: "web:2".to_string(),
+            revision: Some(2),
+            paused: false,
+            rollout: None,
+            scaled_by: None,
+        }
+    }
+
+    #[test]
+    fn pods_group_by_the_workload_their_platform_names_and_count_against_its_spec() {
+        let mut store = Store::new(10);
+        store.add_target("prod", PlatformKind::Kubernetes);
+        let mut pod = replica("uid-1", "web-7d9-abc", &[(GROUP_LABEL, "ignored")]);
+        pod.workload = Some((WorkloadKind::Deployment, "shop/web".to_string()));
+        store.apply(&Update::Snapshot {
+            target: "prod".to_string(),
+            replicas: vec![pod],
+            services: Vec::new(),
+        });
+        store.apply(&Update::Controllers {
+            target: "prod".to_string(),
+            controllers: vec![deployment("shop/web", 3), deployment("shop/idle", 0)],
+        });
+        let seen: Vec<(WorkloadKind, String, usize, usize, String)> = store
+            .workloads()
+            .iter()
+            .map(|w| {
+                let id = &w.id;
+                (
+                    id.kind,
+                    id.name.clone(),
+                    w.replicas.len(),
+                    w.desired,
+                    w.image.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    WorkloadKind::Deployment,
+                    "shop/idle".into(),
+                    0,
+                    0,
+                    "web:2".into()
+                ),
+                (
+                    WorkloadKind::Deployment,
+                    "shop/web".into(),
+                    1,
+                    3,
+                    "web:2".into()
+                ),
+            ]
+        );
+        store.apply(&Update::ControllerRemoved {
+            target: "prod".to_string(),
+            kind: WorkloadKind::Deployment,
+            name: "shop/idle".to_string(),
+        });
+        let names: Vec<&str> = store
+            .workloads()
+            .iter()
+            .map(|w| w.id.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["shop/web"]);
     }
 
     #[test]

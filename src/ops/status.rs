@@ -345,6 +345,7 @@ mod tests {
             labels,
             details: None,
             cpu_limit: None,
+            workload: None,
         }
     }
 

@@ -9,7 +9,10 @@ pub mod docker;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use crate::model::{ConnState, EngineEvent, Replica, StatsSample, SwarmService, WorkloadId};
+use crate::model::{
+    ConnState, Controller, EngineEvent, Replica, StatsSample, SwarmService, WorkloadId,
+    WorkloadKind,
+};
 use crate::text::SafeLine;
 
 /// What a worker tells the store. Every update names its target.
@@ -37,6 +40,22 @@ pub enum Update {
     },
     /// A Swarm service is gone.
     ServiceRemoved { target: String, id: String },
+    /// Every Deployment and StatefulSet of a Kubernetes target, replacing what the store held.
+    Controllers {
+        target: String,
+        controllers: Vec<Controller>,
+    },
+    /// A Deployment or StatefulSet appeared or changed.
+    Controller {
+        target: String,
+        controller: Controller,
+    },
+    /// A Deployment or StatefulSet is gone.
+    ControllerRemoved {
+        target: String,
+        kind: WorkloadKind,
+        name: String,
+    },
     /// A stats point for one replica.
     Stats {
         target: String,
@@ -93,6 +112,24 @@ pub enum Request {
     Scale {
         workload: WorkloadId,
         replicas: u64,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Roll a workload out to a new image (Kubernetes: what `kubectl set image` does).
+    SetImage {
+        workload: WorkloadId,
+        image: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Replace every replica of a workload by a new one (`kubectl rollout restart`).
+    RolloutRestart {
+        workload: WorkloadId,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Return a workload to an earlier revision (`kubectl rollout undo`): the previous one, or
+    /// `to_revision`.
+    Undo {
+        workload: WorkloadId,
+        to_revision: Option<u64>,
         reply: oneshot::Sender<Result<String, String>>,
     },
     /// Start following the logs of these replicas (container ids) under the given stream id;

@@ -76,6 +76,7 @@ pub fn compose_replica(
             command: vec!["/bin/web".to_string()],
         }),
         cpu_limit: Some(CpuLimit::Unlimited),
+        workload: None,
     }
 }
 

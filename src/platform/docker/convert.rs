@@ -40,6 +40,7 @@ pub fn replica_from_summary(summary: &ContainerSummary) -> Replica {
             .collect::<BTreeMap<_, _>>(),
         details: None,
         cpu_limit: None,
+        workload: None,
     }
 }
 

@@ -57,6 +57,11 @@ pub async fn run(
 
 /// [`run`], keeping the HAProxy at `lb` in step when it scales a workload whose replicas name a
 /// backend (see [`scale::lb_binding`]).
+/// A Docker worker rolls nothing out itself: a rollout on Docker is a rolling replace that
+/// `pilothouse rollout` runs and records.
+const DOCKER_ROLLOUTS: &str =
+    "a rollout on Docker runs through `pilothouse rollout` and `pilothouse rollback`";
+
 pub async fn run_with(
     target: String,
     host: Option<String>,
@@ -213,7 +218,11 @@ impl Worker {
     async fn refuse(&mut self, request: Request, why: &str) {
         let reason = format!("not connected to Docker target {}: {why}", self.target);
         match request {
-            Request::Restart { reply, .. } | Request::Scale { reply, .. } => {
+            Request::Restart { reply, .. }
+            | Request::Scale { reply, .. }
+            | Request::SetImage { reply, .. }
+            | Request::RolloutRestart { reply, .. }
+            | Request::Undo { reply, .. } => {
                 let _ = reply.send(Err(reason));
             }
             Request::FollowLogs {
@@ -596,6 +605,11 @@ impl Session {
                 return self.end_logs(stream, "stopped on request").await;
             }
             Request::Inspect { id } => self.queue_fetch(id),
+            Request::SetImage { reply, .. }
+            | Request::RolloutRestart { reply, .. }
+            | Request::Undo { reply, .. } => {
+                let _ = reply.send(Err(DOCKER_ROLLOUTS.to_string()));
+            }
         }
         true
     }

@@ -72,6 +72,11 @@ impl Members {
                 "cannot scale {}: it is a Swarm service",
                 workload.name
             )),
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet => Err(format!(
+                "cannot scale {}: it is a Kubernetes {}, not a Docker workload",
+                workload.name,
+                workload.kind.label()
+            )),
         }
     }
 
