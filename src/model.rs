@@ -63,6 +63,8 @@ pub enum WorkloadKind {
     Deployment,
     /// A Kubernetes StatefulSet; name is `NAMESPACE/NAME`.
     StatefulSet,
+    /// A Kubernetes pod that no Deployment or StatefulSet owns; name is `NAMESPACE/NAME`.
+    Pod,
 }
 
 impl WorkloadKind {
@@ -75,12 +77,13 @@ impl WorkloadKind {
             WorkloadKind::Container => "container",
             WorkloadKind::Deployment => "deploy",
             WorkloadKind::StatefulSet => "sts",
+            WorkloadKind::Pod => "pod",
         }
     }
 
     /// Whether Pilothouse can change the replica count of this kind.
     pub fn scalable(self) -> bool {
-        !matches!(self, WorkloadKind::Container)
+        !matches!(self, WorkloadKind::Container | WorkloadKind::Pod)
     }
 }
 

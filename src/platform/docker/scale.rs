@@ -72,11 +72,13 @@ impl Members {
                 "cannot scale {}: it is a Swarm service",
                 workload.name
             )),
-            WorkloadKind::Deployment | WorkloadKind::StatefulSet => Err(format!(
-                "cannot scale {}: it is a Kubernetes {}, not a Docker workload",
-                workload.name,
-                workload.kind.label()
-            )),
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::Pod => {
+                Err(format!(
+                    "cannot scale {}: it is a Kubernetes {}, not a Docker workload",
+                    workload.name,
+                    workload.kind.label()
+                ))
+            }
         }
     }
 
