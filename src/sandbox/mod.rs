@@ -5,6 +5,8 @@
 //! pods. The Kubernetes platform's tests and `pilothouse demo` run on it. It is not a cluster:
 //! nothing runs in its pods, and it keeps everything in memory.
 
+pub mod traffic;
+
 /// What the load simulation and the metrics endpoints read of the cluster.
 pub trait ClusterView: Send + Sync {
     /// Every Deployment and StatefulSet, with its ready pods.
@@ -26,3 +28,9 @@ pub struct WorkloadView {
     /// The CPU request of one pod's containers, in millicores (0 when none is set).
     pub cpu_request_millicores: u64,
 }
+
+pub mod patch;
+pub mod resources;
+pub mod selector;
+pub mod status;
+pub mod store;
