@@ -44,7 +44,8 @@ pub struct Settings {
     pub rules_dir: PathBuf,
     /// The Prometheus server for metrics without a `serverAddress`.
     pub default_prometheus: Option<String>,
-    /// The Docker targets the engine may scale: name → endpoint (the lock is per endpoint).
+    /// The targets the engine may scale (Docker hosts, Kubernetes contexts): name → endpoint
+    /// (the lock is per endpoint).
     pub hosts: HashMap<String, String>,
     /// The host locks, already pointing at the shared directory.
     pub locks: HostLocks,
@@ -561,13 +562,14 @@ impl Engine {
 
     fn unsupported(&self, rule: &Rule) -> Option<String> {
         match &rule.target {
-            RuleTarget::Docker { host, .. } if self.shared.hosts.contains_key(host) => None,
+            target if self.shared.hosts.contains_key(target.target_name()) => None,
             RuleTarget::Docker { host, .. } => Some(format!(
                 "no Docker target named {host:?} here (add it to config.toml as [[docker]])"
             )),
-            RuleTarget::Kubernetes { .. } => {
-                Some("Kubernetes targets are not supported yet".to_string())
-            }
+            RuleTarget::Kubernetes { context, .. } => Some(format!(
+                "no Kubernetes context named {context:?} here (choose it with --context, or \
+                 list it in config.toml's [kubernetes] contexts)"
+            )),
         }
     }
 
@@ -871,13 +873,12 @@ fn no_workload(now: DateTime<Utc>, reason: String) -> DecisionRecord {
 
 /// Find the rule's workload in the store; the error says why there is nothing to decide on.
 fn look(shared: &Shared, rule: &Rule) -> Result<Seen, String> {
-    let RuleTarget::Docker { host, workload } = &rule.target else {
-        return Err("Kubernetes targets are not supported yet".to_string());
-    };
+    let host = rule.target.target_name();
+    let workload = rule.target.workload_name();
     let mut store = lock(&shared.observed);
     let target = store
         .target(host)
-        .ok_or_else(|| format!("no Docker target named {host:?}"))?;
+        .ok_or_else(|| format!("no target named {host:?}"))?;
     match &target.conn {
         ConnState::Connected { .. } => {}
         ConnState::Connecting => return Err(format!("waiting for {host} to connect")),
@@ -891,6 +892,16 @@ fn look(shared: &Shared, rule: &Rule) -> Result<Seen, String> {
         .find(|w| rule.target.matches(&w.id))
         .cloned()
         .ok_or_else(|| format!("no workload {workload} on {host}"))?;
+    // A workload that another autoscaler (an HPA, a KEDA ScaledObject) scales is left to it.
+    let other = store
+        .target(host)
+        .and_then(|t| t.controllers.get(&(found.id.kind, found.id.name.clone())))
+        .and_then(|c| c.scaled_by.clone());
+    if let Some(other) = other {
+        return Err(format!(
+            "{workload} is already scaled by {other}; this rule leaves it alone"
+        ));
+    }
     let wants_cpu = rule
         .metrics
         .iter()
@@ -979,9 +990,7 @@ fn rollout_running(shared: &Shared, workload: &WorkloadId) -> bool {
 /// connected needs no lock yet (nothing can act on it), and a read-only autoscaler never takes
 /// one, since it never acts and must not keep another from acting.
 fn take_lock(shared: &Shared, rule: &Rule) -> Option<String> {
-    let RuleTarget::Docker { host, .. } = &rule.target else {
-        return None;
-    };
+    let host = rule.target.target_name();
     if shared.actuator.read_only() {
         return None;
     }
@@ -990,7 +999,10 @@ fn take_lock(shared: &Shared, rule: &Rule) -> Option<String> {
         _ => return None,
     };
     let address = shared.hosts.get(host).map_or("?", String::as_str);
-    let about = format!("docker engine {engine_id} at {address}");
+    let about = match &rule.target {
+        RuleTarget::Docker { .. } => format!("docker engine {engine_id} at {address}"),
+        RuleTarget::Kubernetes { .. } => format!("kubernetes cluster {engine_id}"),
+    };
     match lock(&shared.locks).acquire(&engine_id, &about) {
         Ok(()) => None,
         Err(LockError::Held(holder)) => Some(holder),

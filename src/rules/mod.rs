@@ -113,8 +113,40 @@ impl RuleTarget {
                     }
                 }
             }
-            // LIMITATION: the store has no Kubernetes workloads yet, so no id can match one.
-            RuleTarget::Kubernetes { .. } => false,
+            RuleTarget::Kubernetes {
+                context,
+                namespace,
+                kind,
+                name,
+            } => {
+                let kind = match kind {
+                    KubeKind::Deployment => WorkloadKind::Deployment,
+                    KubeKind::StatefulSet => WorkloadKind::StatefulSet,
+                };
+                id.target == *context
+                    && id.kind == kind
+                    && id.name.split_once('/') == Some((namespace.as_str(), name.as_str()))
+            }
+        }
+    }
+
+    /// The target (Docker host or kubeconfig context) the workload lives on, as the store
+    /// names targets.
+    pub fn target_name(&self) -> &str {
+        match self {
+            RuleTarget::Docker { host, .. } => host,
+            RuleTarget::Kubernetes { context, .. } => context,
+        }
+    }
+
+    /// The workload as the store names it within its target: `PROJECT/SERVICE` or `NAME` on
+    /// Docker, `NAMESPACE/NAME` on Kubernetes.
+    pub fn workload_name(&self) -> String {
+        match self {
+            RuleTarget::Docker { workload, .. } => workload.to_string(),
+            RuleTarget::Kubernetes {
+                namespace, name, ..
+            } => format!("{namespace}/{name}"),
         }
     }
 }

@@ -1264,6 +1264,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{WorkloadId, WorkloadKind};
 
     fn parse(text: &str) -> Result<Vec<Rule>, Vec<String>> {
         parse_rules(Path::new("r.yaml"), text)
@@ -1352,6 +1353,28 @@ mod tests {
         ] {
             assert_eq!(parse_kube_workload(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_kubernetes_target_matches_its_workload_by_context_namespace_kind_and_name() {
+        let target = RuleTarget::Kubernetes {
+            context: "prod eu".into(),
+            namespace: "shop".into(),
+            kind: KubeKind::Deployment,
+            name: "web".into(),
+        };
+        let id = |target: &str, kind, name: &str| WorkloadId {
+            target: target.into(),
+            kind,
+            name: name.into(),
+        };
+        assert!(target.matches(&id("prod eu", WorkloadKind::Deployment, "shop/web")));
+        assert!(!target.matches(&id("prod", WorkloadKind::Deployment, "shop/web")));
+        assert!(!target.matches(&id("prod eu", WorkloadKind::StatefulSet, "shop/web")));
+        assert!(!target.matches(&id("prod eu", WorkloadKind::Deployment, "pay/web")));
+        assert!(!target.matches(&id("prod eu", WorkloadKind::Deployment, "shop/web2")));
+        assert_eq!(target.target_name(), "prod eu");
+        assert_eq!(target.workload_name(), "shop/web");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::actuator::{ActionKind, ActionRequest};
 use crate::autoscaler::{Command, DecisionRecord, RuleState, RuleStatus, Status};
 use crate::model::{WorkloadId, WorkloadKind};
-use crate::rules::{Rule, RuleTarget};
+use crate::rules::Rule;
 use crate::store::{Change, Workload};
 
 use super::app::{App, View};
@@ -49,11 +49,9 @@ impl App {
         let by_name: HashMap<(&str, String), &RuleStatus> = status
             .rules
             .iter()
-            .filter_map(|r| match &r.rule.target {
-                RuleTarget::Docker { host, workload } => {
-                    Some(((host.as_str(), workload.to_string()), r))
-                }
-                RuleTarget::Kubernetes { .. } => None,
+            .map(|r| {
+                let target = &r.rule.target;
+                ((target.target_name(), target.workload_name()), r)
             })
             .collect();
         let names = self
