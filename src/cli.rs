@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-/// A keyboard-driven terminal console for the containers on Docker hosts.
+/// A keyboard-driven terminal console for containers on Kubernetes clusters and Docker hosts.
 #[derive(Debug, Parser)]
 #[command(
     name = "pilothouse",
@@ -22,6 +22,18 @@ pub struct Cli {
     /// Without it and without targets in config.toml, DOCKER_HOST or the local socket is used.
     #[arg(long, value_name = "URL")]
     pub docker_host: Option<String>,
+
+    /// A kubeconfig file to read instead of KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
+    /// The kubeconfig context to open (default: the current context); `*` opens every one.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Only this Kubernetes namespace (default: the context's namespace, else all).
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 
     /// Refuse every action (scale, restart, ...) at the actuator; look, don't touch.
     #[arg(long)]
@@ -60,6 +72,33 @@ pub struct Cli {
 /// Subcommands that do one thing and exit.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open the console on a built-in sandbox cluster with simulated traffic: no cluster, no
+    /// Docker and nothing of yours is touched (its files live in a temporary directory).
+    Demo {
+        /// How much faster than the clock the simulated day runs.
+        #[arg(long, value_name = "FACTOR")]
+        speed: Option<f64>,
+    },
+    /// Serve the sandbox cluster's Kubernetes API on a loopback port until interrupted (for
+    /// tests and benchmarks).
+    #[command(hide = true)]
+    Sandbox {
+        /// The address to listen on; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Start with the demo's namespaces and workloads.
+        #[arg(long)]
+        demo: bool,
+        /// Start with this many bare pods in namespace `bench`.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pods: usize,
+        /// Write a kubeconfig for the server to this file (context `sandbox`).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig_out: Option<std::path::PathBuf>,
+        /// How much faster than the clock the simulated day runs.
+        #[arg(long, value_name = "FACTOR")]
+        speed: Option<f64>,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -154,7 +193,11 @@ impl Command {
             | Command::History { target, .. }
             | Command::Scale { target, .. } => &mut target.docker_host,
             Command::Status { docker_host, .. } => docker_host,
-            Command::Completions { .. } | Command::Man | Command::Rules { .. } => return,
+            Command::Completions { .. }
+            | Command::Man
+            | Command::Rules { .. }
+            | Command::Demo { .. }
+            | Command::Sandbox { .. } => return,
         };
         if slot.is_none() {
             *slot = Some(global.to_string());

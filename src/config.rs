@@ -174,6 +174,24 @@ pub struct Config {
     pub autoscaler: AutoscalerConfig,
     /// The load balancer that rollouts keep in step.
     pub loadbalancer: LoadBalancerConfig,
+    /// Kubernetes contexts to open.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// The `[kubernetes]` table. Without it (and without `--kubeconfig` / `--context`), the console
+/// opens the current context of the kubeconfig when there is one (`KUBECONFIG`, or
+/// `~/.kube/config`), as kubectl would.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Kubernetes off altogether: no kubeconfig is read.
+    pub disabled: bool,
+    /// A kubeconfig to read instead of `KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The contexts to open side by side (default: the current one); `["*"]` opens every one.
+    pub contexts: Vec<String>,
+    /// Only this namespace (default: the context's namespace, else all).
+    pub namespace: Option<String>,
 }
 
 /// The `[loadbalancer]` table.
@@ -255,6 +273,7 @@ impl Default for Config {
             ui: UiConfig::default(),
             autoscaler: AutoscalerConfig::default(),
             loadbalancer: LoadBalancerConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
