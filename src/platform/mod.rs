@@ -5,6 +5,7 @@
 //! Not for deciding anything: a worker reports what it sees and does what it is told.
 
 pub mod docker;
+pub mod kubernetes;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;

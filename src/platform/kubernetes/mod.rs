@@ -1,0 +1,7 @@
+//! The Kubernetes platform.
+
+pub mod actions;
+pub mod config;
+pub mod convert;
+pub mod lease;
+pub mod rollout;
