@@ -170,6 +170,8 @@ pub struct ListPage {
 /// What a watch starts with: the changes it missed, then the live feed.
 pub struct WatchStart {
     pub replay: Vec<Arc<Change>>,
+    /// The resourceVersion at which the live feed starts.
+    pub rv: u64,
     pub live: broadcast::Receiver<Arc<Change>>,
 }
 
@@ -368,6 +370,31 @@ impl Store {
         }
     }
 
+    /// Changes a stored object in place; a missing object is a 404 (nothing is created).
+    pub fn update(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        manager: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Arc<Value>, ApiError> {
+        self.write(
+            resource,
+            namespace,
+            Some(name),
+            manager,
+            "Update",
+            |current| {
+                let mut object = current
+                    .cloned()
+                    .ok_or_else(|| ApiError::not_found(resource, name))?;
+                change(&mut object);
+                Ok(object)
+            },
+        )
+    }
+
     /// Deletes an object and returns it as it was last, with the deletion's resourceVersion.
     pub fn delete(
         &self,
@@ -449,6 +476,7 @@ impl Store {
         };
         Ok(WatchStart {
             replay,
+            rv: inner.rv,
             live: self.changes.subscribe(),
         })
     }
