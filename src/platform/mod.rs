@@ -140,6 +140,12 @@ pub enum Request {
         replicas: Vec<(String, String)>,
         start: LogStart,
     },
+    /// Show what the previous instance of a replica's containers printed before it ended
+    /// (Kubernetes keeps the log of the last terminated container), on stream `stream`.
+    PreviousLogs {
+        stream: u64,
+        replica: (String, String),
+    },
     /// Stop a log stream.
     StopLogs { stream: u64 },
     /// Inspect one replica now (env, security) and send it as an [`Update::Replica`].

@@ -41,7 +41,7 @@ pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 const REMOVED: &str = "the replica was removed";
 
 /// Why a stream of earlier lines ends for a replica that gave them.
-const EARLIER_LOADED: &str = "earlier lines loaded";
+pub(crate) const EARLIER_LOADED: &str = "earlier lines loaded";
 
 /// What a replica's follower hands the relay.
 #[derive(Debug)]
@@ -315,7 +315,7 @@ async fn read_before(
 /// One timeline from each replica's lines (each in its own order): by timestamp, lines with
 /// equal times in the order the parts were given. A line without a time keeps its place after
 /// the line before it in its part.
-fn merge_by_time(parts: Vec<Vec<LogRecord>>) -> Vec<LogRecord> {
+pub(crate) fn merge_by_time(parts: Vec<Vec<LogRecord>>) -> Vec<LogRecord> {
     let mut keyed = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     for part in parts {
         let mut time = None;
@@ -428,7 +428,7 @@ async fn attach(
 
 /// The lines later than `newest`; lines without a time are kept, as nothing says they were
 /// sent.
-fn after(records: Vec<LogRecord>, newest: Option<DateTime<Utc>>) -> Vec<LogRecord> {
+pub(crate) fn after(records: Vec<LogRecord>, newest: Option<DateTime<Utc>>) -> Vec<LogRecord> {
     let Some(newest) = newest else {
         return records;
     };
@@ -635,7 +635,7 @@ impl Reader {
 
 /// The last `n` lines before `until`, for loading earlier lines.
 #[derive(Debug)]
-struct Window {
+pub(crate) struct Window {
     until: DateTime<Utc>,
     keep: usize,
     lines: VecDeque<LogRecord>,
@@ -644,7 +644,7 @@ struct Window {
 }
 
 impl Window {
-    fn new(until: DateTime<Utc>, keep: u64) -> Self {
+    pub(crate) fn new(until: DateTime<Utc>, keep: u64) -> Self {
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
         Window {
             until,
@@ -655,7 +655,7 @@ impl Window {
     }
 
     /// Keeps a line strictly before `until`, dropping the oldest kept when full.
-    fn push(&mut self, record: LogRecord) {
+    pub(crate) fn push(&mut self, record: LogRecord) {
         self.last = record.timestamp.or(self.last);
         if self.last.is_some_and(|t| t >= self.until) || self.keep == 0 {
             return;
@@ -666,14 +666,14 @@ impl Window {
         self.lines.push_back(record);
     }
 
-    fn into_lines(self) -> Vec<LogRecord> {
+    pub(crate) fn into_lines(self) -> Vec<LogRecord> {
         self.lines.into()
     }
 }
 
 /// One line of output as a record: the engine's timestamp taken off and parsed, a line-ending
 /// `\r` dropped, the rest sanitized.
-fn record(replica: &str, stderr: bool, raw: &[u8]) -> LogRecord {
+pub(crate) fn record(replica: &str, stderr: bool, raw: &[u8]) -> LogRecord {
     let (timestamp, text) = split_timestamp(raw);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     LogRecord {

@@ -8,7 +8,7 @@
 pub mod connect;
 pub mod convert;
 mod events;
-mod logs;
+pub(crate) mod logs;
 pub mod scale;
 pub mod stats;
 
@@ -61,6 +61,10 @@ pub async fn run(
 /// `pilothouse rollout` runs and records.
 const DOCKER_ROLLOUTS: &str =
     "a rollout on Docker runs through `pilothouse rollout` and `pilothouse rollback`";
+
+/// Docker keeps one log per container across its restarts, so there is no earlier instance.
+const NO_PREVIOUS: &str =
+    "Docker keeps no previous container: a restarted container's log goes on in the same log";
 
 pub async fn run_with(
     target: String,
@@ -236,6 +240,14 @@ impl Worker {
                     };
                     let _ = self.updates.send(ended).await;
                 }
+            }
+            Request::PreviousLogs { stream, replica } => {
+                let ended = Update::LogsEnded {
+                    stream,
+                    replica: replica.1,
+                    reason,
+                };
+                let _ = self.updates.send(ended).await;
             }
             Request::StopLogs { .. } | Request::Inspect { .. } => {}
         }
@@ -603,6 +615,14 @@ impl Session {
             }
             Request::StopLogs { stream } => {
                 return self.end_logs(stream, "stopped on request").await;
+            }
+            Request::PreviousLogs { stream, replica } => {
+                let ended = Update::LogsEnded {
+                    stream,
+                    replica: replica.1,
+                    reason: NO_PREVIOUS.to_string(),
+                };
+                return self.updates.send(ended).await.is_ok();
             }
             Request::Inspect { id } => self.queue_fetch(id),
             Request::SetImage { reply, .. }

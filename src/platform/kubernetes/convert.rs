@@ -412,7 +412,7 @@ fn security(spec: &PodSpec) -> Security {
         .iter()
         .map(|c| c.and_then(|c| c.run_as_user).or(pod_user))
         .collect();
-    let user = if users.iter().any(|u| *u == Some(0)) {
+    let user = if users.contains(&Some(0)) {
         "0".to_string()
     } else if users.iter().any(Option::is_none) {
         String::new()

@@ -1,7 +1,486 @@
-//! The Kubernetes platform.
+//! The Kubernetes platform: one worker per target (a kubeconfig context, or the pod's service
+//! account). It connects (`GET /version`), keeps pods, ReplicaSets, Deployments,
+//! StatefulSets, HPAs, KEDA ScaledObjects and Events current through watchers, sends them as
+//! [`Update`]s, streams pod logs and metrics-server usage, and carries out the actions
+//! (scale, set image, rollout restart, undo, restart a pod) without ever blocking on them.
+//!
+//! Not for deciding anything or for rendering: the worker reports what the API server says and
+//! does what [`Request`]s ask.
 
 pub mod actions;
 pub mod config;
 pub mod convert;
 pub mod lease;
+mod logs;
+pub mod metrics;
 pub mod rollout;
+pub mod watch;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, DeleteParams};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, info, warn};
+
+pub use config::{ConfigError, Selection, Target, contexts, resolve, resolve_all};
+
+use crate::model::ConnState;
+use crate::platform::docker::connect::Backoff;
+use crate::platform::{Request, Update};
+use watch::{Cluster, Watched, client_cause};
+
+/// The longest `GET /version` may take before the attempt counts as failed.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// At most this many watcher items are taken in before the updates they make are sent.
+const BATCH_ITEMS: usize = 512;
+
+/// Runs the worker for one Kubernetes target until `requests` is closed (the app is quitting);
+/// every task it started (watchers, logs, metrics, actions) is aborted when it returns.
+pub async fn run(
+    target: Target,
+    updates: mpsc::Sender<Update>,
+    mut requests: mpsc::Receiver<Request>,
+) {
+    let mut worker = Worker {
+        name: target.name.clone(),
+        target,
+        updates,
+        actions: JoinSet::new(),
+    };
+    worker.run(&mut requests).await;
+    debug!(target = %worker.name, "kubernetes worker stopped");
+}
+
+/// How a session ended.
+enum Outcome {
+    /// The app is quitting (requests closed, or the store is gone).
+    Quit,
+    /// The target cannot be served now; retry after a backoff. `synced` when the session had
+    /// listed something, so the backoff starts over.
+    Lost { error: String, synced: bool },
+}
+
+/// The part of the worker that outlives connections.
+struct Worker {
+    name: String,
+    target: Target,
+    updates: mpsc::Sender<Update>,
+    /// Actions in flight; they finish on their own or are aborted on drop.
+    actions: JoinSet<()>,
+}
+
+impl Worker {
+    async fn run(&mut self, requests: &mut mpsc::Receiver<Request>) {
+        let mut backoff = Backoff::default();
+        loop {
+            let (error, synced) = match self.connect_and_serve(requests).await {
+                Outcome::Quit => return,
+                Outcome::Lost { error, synced } => (error, synced),
+            };
+            if synced {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            warn!(target = %self.name, %error, retry_in_secs = delay, "kubernetes target disconnected");
+            let state = ConnState::Disconnected {
+                error: error.clone(),
+                retry_in_secs: delay,
+            };
+            if !self.send_state(state).await {
+                return;
+            }
+            if !self
+                .wait_refusing(requests, Duration::from_secs(delay), &error)
+                .await
+            {
+                return;
+            }
+        }
+    }
+
+    /// One connection attempt and, if it works, the session on it.
+    async fn connect_and_serve(&mut self, requests: &mut mpsc::Receiver<Request>) -> Outcome {
+        if !self.send_state(ConnState::Connecting).await {
+            return Outcome::Quit;
+        }
+        let url = self.target.config.cluster_url.to_string();
+        let client = match Client::try_from(self.target.config.clone()) {
+            Ok(client) => client,
+            Err(e) => {
+                return Outcome::Lost {
+                    error: format!("cannot make a client for {url}: {}", client_cause(&e)),
+                    synced: false,
+                };
+            }
+        };
+        let version = {
+            let attempt = tokio::time::timeout(VERSION_TIMEOUT, client.apiserver_version());
+            tokio::pin!(attempt);
+            loop {
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    request = requests.recv() => match request {
+                        None => return Outcome::Quit,
+                        Some(request) => self.refuse(request, "still connecting").await,
+                    },
+                }
+            }
+        };
+        let version = match version {
+            Ok(Ok(info)) => info.git_version,
+            Ok(Err(e)) => {
+                return Outcome::Lost {
+                    error: format!("cannot reach the API server at {url}: {}", client_cause(&e)),
+                    synced: false,
+                };
+            }
+            Err(_) => {
+                return Outcome::Lost {
+                    error: format!(
+                        "the API server at {url} did not answer within {}s",
+                        VERSION_TIMEOUT.as_secs()
+                    ),
+                    synced: false,
+                };
+            }
+        };
+        info!(target = %self.name, %url, %version, namespace = ?self.target.namespace, "kubernetes API server answered");
+        let connected = ConnState::Connected {
+            version,
+            api_version: "v1".to_string(),
+            engine_id: format!("{url}#{}", self.name),
+        };
+        let mut session = Session::new(self, client);
+        let outcome = session.serve(self, requests, connected).await;
+        session.close(&outcome).await;
+        outcome
+    }
+
+    async fn send_state(&self, state: ConnState) -> bool {
+        let update = Update::Connection {
+            target: self.name.clone(),
+            state,
+        };
+        self.updates.send(update).await.is_ok()
+    }
+
+    /// Sleeps `delay`, answering requests with the reason the target cannot serve them; false
+    /// when the app quits meanwhile.
+    async fn wait_refusing(
+        &mut self,
+        requests: &mut mpsc::Receiver<Request>,
+        delay: Duration,
+        why: &str,
+    ) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return true,
+                request = requests.recv() => match request {
+                    None => return false,
+                    Some(request) => self.refuse(request, why).await,
+                },
+            }
+        }
+    }
+
+    /// Answers a request that cannot be served while the target is not connected.
+    async fn refuse(&mut self, request: Request, why: &str) {
+        let reason = format!("not connected to Kubernetes target {}: {why}", self.name);
+        match request {
+            Request::Restart { reply, .. }
+            | Request::Scale { reply, .. }
+            | Request::SetImage { reply, .. }
+            | Request::RolloutRestart { reply, .. }
+            | Request::Undo { reply, .. } => {
+                let _ = reply.send(Err(reason));
+            }
+            Request::FollowLogs {
+                stream, replicas, ..
+            } => {
+                for (_, replica) in replicas {
+                    self.send_ended(stream, replica, &reason).await;
+                }
+            }
+            Request::PreviousLogs { stream, replica } => {
+                self.send_ended(stream, replica.1, &reason).await;
+            }
+            Request::StopLogs { .. } | Request::Inspect { .. } => {}
+        }
+    }
+
+    async fn send_ended(&self, stream: u64, replica: String, reason: &str) {
+        let ended = Update::LogsEnded {
+            stream,
+            replica,
+            reason: reason.to_string(),
+        };
+        let _ = self.updates.send(ended).await;
+    }
+
+    /// Runs an action in the background and replies with its outcome.
+    fn spawn_action<F>(&mut self, reply: oneshot::Sender<Result<String, String>>, action: F)
+    where
+        F: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        while self.actions.try_join_next().is_some() {}
+        let target = self.name.clone();
+        self.actions.spawn(async move {
+            let outcome = action.await;
+            match &outcome {
+                Ok(message) => info!(%target, %message, "kubernetes action done"),
+                Err(reason) => warn!(%target, %reason, "kubernetes action failed"),
+            }
+            let _ = reply.send(outcome);
+        });
+    }
+}
+
+/// Tasks that are aborted when this value is dropped.
+#[derive(Debug, Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// One connection to the API server: everything here is aborted when it ends.
+struct Session {
+    target: String,
+    client: Client,
+    updates: mpsc::Sender<Update>,
+    cluster: Cluster,
+    logs: logs::Logs,
+    watched_tx: mpsc::Sender<Watched>,
+    watched_rx: mpsc::Receiver<Watched>,
+    tasks: Tasks,
+}
+
+impl Session {
+    fn new(worker: &Worker, client: Client) -> Session {
+        let namespace = worker.target.namespace.as_deref();
+        let cluster = Cluster::new(&worker.name, namespace);
+        let logs = logs::Logs::new(client.clone(), cluster.pods(), worker.updates.clone());
+        let (watched_tx, watched_rx) = mpsc::channel(1024);
+        Session {
+            target: worker.name.clone(),
+            client,
+            updates: worker.updates.clone(),
+            cluster,
+            logs,
+            watched_tx,
+            watched_rx,
+            tasks: Tasks::default(),
+        }
+    }
+
+    /// Watchers, requests and metrics until every core watcher fails or the app quits. The
+    /// target counts as connected once something was listed.
+    async fn serve(
+        &mut self,
+        worker: &mut Worker,
+        requests: &mut mpsc::Receiver<Request>,
+        connected: ConnState,
+    ) -> Outcome {
+        let namespace = worker.target.namespace.clone();
+        self.tasks.0 = watch::spawn(&self.client, namespace.as_deref(), &self.watched_tx);
+        let poll = metrics::poll(
+            self.client.clone(),
+            namespace,
+            self.target.clone(),
+            self.cluster.pods(),
+            self.updates.clone(),
+        );
+        self.tasks.0.push(tokio::spawn(poll));
+
+        let mut told_connected = false;
+        loop {
+            tokio::select! {
+                request = requests.recv() => match request {
+                    None => return Outcome::Quit,
+                    Some(request) => {
+                        if !self.handle(worker, request).await {
+                            return Outcome::Quit;
+                        }
+                    }
+                },
+                Some(first) = self.watched_rx.recv() => {
+                    self.take_in(first);
+                    if !told_connected && self.cluster.synced() {
+                        told_connected = true;
+                        if !worker.send_state(connected.clone()).await {
+                            return Outcome::Quit;
+                        }
+                    }
+                    if !self.send_changes().await {
+                        return Outcome::Quit;
+                    }
+                    if let Some(error) = self.cluster.lost() {
+                        return Outcome::Lost { error, synced: told_connected };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one watcher item and whatever else is already waiting, up to [`BATCH_ITEMS`].
+    fn take_in(&mut self, first: Watched) {
+        self.cluster.apply(first);
+        for _ in 1..BATCH_ITEMS {
+            match self.watched_rx.try_recv() {
+                Ok(next) => self.cluster.apply(next),
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn send_changes(&mut self) -> bool {
+        for update in self.cluster.flush(Utc::now()) {
+            if self.updates.send(update).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Serves one request; false when the store is gone.
+    async fn handle(&mut self, worker: &mut Worker, request: Request) -> bool {
+        match request {
+            Request::Restart { id, reply } => self.restart(worker, &id, reply),
+            Request::Scale {
+                workload,
+                replicas,
+                reply,
+            } => {
+                let client = self.client.clone();
+                worker.spawn_action(reply, async move {
+                    let done = actions::scale(&client, &workload, replicas).await;
+                    done.map_err(|e| e.to_string())
+                });
+            }
+            Request::SetImage {
+                workload,
+                image,
+                reply,
+            } => {
+                let client = self.client.clone();
+                worker.spawn_action(reply, async move {
+                    let done = actions::set_image(&client, &workload, &image).await;
+                    done.map_err(|e| e.to_string())
+                });
+            }
+            Request::RolloutRestart { workload, reply } => {
+                let client = self.client.clone();
+                worker.spawn_action(reply, async move {
+                    let done = actions::restart(&client, &workload).await;
+                    done.map_err(|e| e.to_string())
+                });
+            }
+            Request::Undo {
+                workload,
+                to_revision,
+                reply,
+            } => {
+                let client = self.client.clone();
+                worker.spawn_action(reply, async move {
+                    let done = actions::undo(&client, &workload, to_revision).await;
+                    done.map_err(|e| e.to_string())
+                });
+            }
+            Request::FollowLogs {
+                stream,
+                replicas,
+                start,
+            } => return self.logs.follow(stream, replicas, start).await,
+            Request::PreviousLogs { stream, replica } => {
+                return self.logs.previous(stream, replica).await;
+            }
+            Request::StopLogs { stream } => {
+                return self.logs.stop(stream, "stopped on request").await;
+            }
+            Request::Inspect { id } => {
+                if let Some(pod) = self.cluster.pod(&id) {
+                    let replica = self.cluster.replica_of(&pod, Utc::now());
+                    let update = Update::Replica {
+                        target: self.target.clone(),
+                        replica,
+                    };
+                    return self.updates.send(update).await.is_ok();
+                }
+            }
+        }
+        true
+    }
+
+    /// Deletes a pod so that its controller replaces it; a pod no controller owns is left alone,
+    /// as nothing would bring it back.
+    fn restart(
+        &mut self,
+        worker: &mut Worker,
+        id: &str,
+        reply: oneshot::Sender<Result<String, String>>,
+    ) {
+        let Some(pod) = self.cluster.pod(id) else {
+            let _ = reply.send(Err(format!("no pod with id {id} on {}", self.target)));
+            return;
+        };
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if convert::controller_owner(&pod.metadata).is_none() {
+            let _ = reply.send(Err(format!(
+                "pod {namespace}/{name} has no controller to replace it, so it is not deleted \
+                 (delete it with kubectl if that is what you want)"
+            )));
+            return;
+        }
+        let client = self.client.clone();
+        let uid = pod.metadata.uid.clone();
+        worker.spawn_action(reply, async move {
+            delete_pod(client, &namespace, &name, uid).await
+        });
+    }
+
+    /// Ends the session's tasks; tells the store about log streams cut by a lost connection.
+    async fn close(&mut self, outcome: &Outcome) {
+        self.tasks.0.iter().for_each(JoinHandle::abort);
+        let reason = match outcome {
+            Outcome::Lost { error, .. } => Some(format!("connection lost: {error}")),
+            Outcome::Quit => None,
+        };
+        self.logs.close(reason.as_deref()).await;
+    }
+}
+
+/// Deletes one pod (that uid only: a pod of the same name made since is left alone).
+async fn delete_pod(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    uid: Option<String>,
+) -> Result<String, String> {
+    let api: Api<Pod> = Api::namespaced(client, namespace);
+    let params = DeleteParams {
+        preconditions: uid.map(|uid| kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(format!(
+            "deleted pod {namespace}/{name}; its controller starts a new one"
+        )),
+        Err(e) => Err(format!(
+            "cannot delete pod {namespace}/{name}: {}",
+            client_cause(&e)
+        )),
+    }
+}
