@@ -102,12 +102,21 @@ impl ActionRequest {
             ActionKind::PauseRule { rule } => format!("pause rule {rule}"),
             ActionKind::ResumeRule { rule } => format!("resume rule {rule}"),
             ActionKind::SaveRules { file, .. } => format!("save rules to {file}"),
+            // Revision 0: the number is not known before the platform gives it.
+            ActionKind::Rollout {
+                to_revision: 0,
+                image,
+                ..
+            } => format!("roll {} out to {image}", self.workload.name),
             ActionKind::Rollout {
                 to_revision, image, ..
             } => format!(
                 "roll {} out to revision {to_revision} ({image})",
                 self.workload.name
             ),
+            ActionKind::Rollback { to_revision: 0, .. } => {
+                format!("roll {} back to its previous revision", self.workload.name)
+            }
             ActionKind::Rollback { to_revision, .. } => {
                 format!("roll {} back to revision {to_revision}", self.workload.name)
             }
@@ -430,11 +439,20 @@ async fn run_on_worker(
             replicas: *to,
             reply,
         },
+        // A worker that rolls out itself (Kubernetes) takes these; a Docker worker refuses them.
+        ActionKind::Rollout { image, .. } => Request::SetImage {
+            workload: req.workload.clone(),
+            image: image.clone(),
+            reply,
+        },
+        ActionKind::Rollback { to_revision, .. } => Request::Undo {
+            workload: req.workload.clone(),
+            to_revision: (*to_revision > 0).then_some(u64::from(*to_revision)),
+            reply,
+        },
         ActionKind::PauseRule { .. }
         | ActionKind::ResumeRule { .. }
         | ActionKind::SaveRules { .. }
-        | ActionKind::Rollout { .. }
-        | ActionKind::Rollback { .. }
         | ActionKind::RolloutControl { .. } => {
             return Err(format!("{} is not an action for a worker", req.describe()));
         }

@@ -72,11 +72,12 @@ pub enum KeyAction {
     ResumeRollout,
     AbortRollout,
     Rollback,
+    NewRollout,
 }
 
 impl KeyAction {
     /// Every action, in the order the help lists them; a new variant must be added here too.
-    pub const ALL: [KeyAction; 38] = [
+    pub const ALL: [KeyAction; 39] = [
         KeyAction::Quit,
         KeyAction::Back,
         KeyAction::Up,
@@ -115,6 +116,7 @@ impl KeyAction {
         KeyAction::ResumeRollout,
         KeyAction::AbortRollout,
         KeyAction::Rollback,
+        KeyAction::NewRollout,
     ];
 
     /// The snake_case name used in keymap files.
@@ -158,6 +160,7 @@ impl KeyAction {
             KeyAction::ResumeRollout => "resume_rollout",
             KeyAction::AbortRollout => "abort_rollout",
             KeyAction::Rollback => "rollback",
+            KeyAction::NewRollout => "new_rollout",
         }
     }
 
@@ -202,6 +205,7 @@ impl KeyAction {
             KeyAction::ResumeRollout => "resume a paused rollout",
             KeyAction::AbortRollout => "abort the rollout and roll back (asks first)",
             KeyAction::Rollback => "roll back to the previous revision (asks first)",
+            KeyAction::NewRollout => "roll out a new image (asks for it)",
         }
     }
 
@@ -461,6 +465,7 @@ impl Keymap {
                 (A::Reveal, &[key('x')]),
                 (A::EditRule, &[key('e')]),
                 (A::PauseRule, &[key('P')]),
+                (A::NewRollout, &[key('i')]),
             ],
         );
         keymap.bind_all(
@@ -501,6 +506,7 @@ impl Keymap {
                 (A::ResumeRollout, &[key('r')]),
                 (A::AbortRollout, &[key('X')]),
                 (A::Rollback, &[key('u')]),
+                (A::NewRollout, &[key('n')]),
                 (A::Rollouts, &[key('R')]),
             ],
         );

@@ -69,6 +69,11 @@ pub enum Prompt {
         workload: WorkloadId,
         from: u64,
     },
+    /// `i` / `n`: the image to roll a workload out to.
+    Image {
+        input: String,
+        workload: WorkloadId,
+    },
     /// A destructive action waiting for y/n.
     Confirm {
         question: String,
@@ -190,6 +195,8 @@ pub struct App {
     pub(crate) autoscaler: AutoscalerLink,
     /// Where rollouts are recorded, and the rollout view while it is open.
     pub rollouts: RolloutLink,
+    /// A line for a newcomer (the demo's), shown above the key hints.
+    pub hint: Option<String>,
 }
 
 impl App {
@@ -231,6 +238,7 @@ impl App {
             editor_return: View::Workloads,
             autoscaler: AutoscalerLink::default(),
             rollouts: RolloutLink::default(),
+            hint: None,
         }
     }
 
@@ -397,6 +405,7 @@ impl App {
             KeyAction::Refresh => self.refresh_selected(),
             KeyAction::EditRule => self.edit_rule_of_selection(),
             KeyAction::PauseRule => self.pause_rule_of_selection(),
+            KeyAction::NewRollout => self.begin_new_rollout(),
             KeyAction::Up
             | KeyAction::Down
             | KeyAction::PageUp
@@ -593,6 +602,7 @@ impl App {
                     }
                 }
             },
+            Prompt::Image { input, workload } => self.on_image_prompt_key(input, workload, key),
             Prompt::Filter(input) => self.regex_prompt(input, key, Prompt::Filter),
             Prompt::Search(input) => self.regex_prompt(input, key, Prompt::Search),
             Prompt::LogFilter(input) => self.regex_prompt(input, key, Prompt::LogFilter),
@@ -1225,7 +1235,7 @@ fn compile_optional(text: &str) -> Result<Option<Regex>, regex::Error> {
 }
 
 /// Apply an editing key to a one-line input.
-fn edit_input(input: &mut String, key: KeyEvent) {
+pub(crate) fn edit_input(input: &mut String, key: KeyEvent) {
     match key.code {
         KeyCode::Backspace => {
             input.pop();

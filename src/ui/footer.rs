@@ -79,13 +79,14 @@ const MAX_STATUS_ROWS: usize = 3;
 
 /// Rows the bottom line needs at `width`: a long status message wraps onto up to three.
 pub fn height(app: &App, width: u16) -> u16 {
-    match (&app.prompt, &app.status) {
-        (Prompt::None, Some(status)) => {
-            let needed = text::display_width(&status.text) + 1;
-            needed
-                .div_ceil((width as usize).max(1))
-                .clamp(1, MAX_STATUS_ROWS) as u16
-        }
+    let rows = |s: &str| {
+        (text::display_width(s) + 1)
+            .div_ceil((width as usize).max(1))
+            .clamp(1, MAX_STATUS_ROWS) as u16
+    };
+    match (&app.prompt, &app.status, &app.hint) {
+        (Prompt::None, Some(status), _) => rows(&status.text),
+        (Prompt::None, None, Some(hint)) if app.view != View::Editor => rows(hint) + 1,
         _ => 1,
     }
 }
@@ -129,6 +130,15 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
             "Enter applies, Esc cancels",
             theme,
         ),
+        Prompt::Image { input, workload } => input_line(
+            &format!(
+                "roll {} out to image: ",
+                text::sanitize_plain(&workload.name)
+            ),
+            input,
+            "Enter rolls out, Esc cancels",
+            theme,
+        ),
         Prompt::Confirm { .. } | Prompt::ConfirmRollout { .. } => {
             Line::styled(" y confirms, n cancels", theme.warning)
         }
@@ -146,8 +156,15 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
             None => hint_line(keymap, mode, theme),
         },
     };
+    let lines = match (prompt, status, &app.hint) {
+        (Prompt::None, None, Some(hint)) if app.view != View::Editor => vec![
+            Line::styled(format!(" {}", text::sanitize_plain(hint)), theme.warning),
+            line,
+        ],
+        _ => vec![line],
+    };
     f.render_widget(
-        Paragraph::new(line)
+        Paragraph::new(lines)
             .style(theme.status_bar)
             .wrap(Wrap { trim: false }),
         area,

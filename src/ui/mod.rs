@@ -12,6 +12,7 @@ pub mod format;
 pub mod header;
 pub mod help;
 pub mod logs;
+pub mod new_rollout;
 pub mod rollouts;
 pub mod rules_ctl;
 pub mod tui;

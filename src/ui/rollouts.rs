@@ -28,7 +28,7 @@ use ratatui::widgets::{Block, Borders, Padding, Paragraph, Wrap};
 
 use crate::actuator::{ActionError, ActionKind, ActionRequest};
 use crate::keymap::KeyAction;
-use crate::model::{ConnState, WorkloadId, WorkloadKind};
+use crate::model::{ConnState, PlatformKind, WorkloadId, WorkloadKind};
 use crate::rollout::state::{self, Control, Files, Kind, Phase, RolloutState};
 use crate::store::Store;
 use crate::text;
@@ -36,6 +36,7 @@ use crate::theme::Theme;
 
 use super::app::{App, Prompt, View};
 use super::format::human_age;
+use super::new_rollout::spawn_detached;
 
 /// How often the open view reads the state files again.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -845,6 +846,7 @@ impl App {
             KeyAction::PauseRollout => self.send_rollout_word(Control::Pause),
             KeyAction::ResumeRollout => self.send_rollout_word(Control::Resume),
             KeyAction::AbortRollout => self.ask_rollout(RolloutAct::Abort),
+            KeyAction::NewRollout => self.begin_new_rollout(),
             KeyAction::Rollback => self.ask_rollout(RolloutAct::Rollback),
             _ => {}
         }
@@ -994,10 +996,42 @@ impl App {
         }
     }
 
+    /// The program that runs `rollout` and `rollback` commands: this one unless a test set one.
+    pub(crate) fn rollouts_program(&self) -> Result<PathBuf, String> {
+        match self.rollouts.program.clone() {
+            Some(program) => Ok(program),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find this program to run a rollout command: {e}")),
+        }
+    }
+
+    /// The workload of the rollout view's selected entry, as the store shows it.
+    pub(crate) fn rollout_view_workload(&mut self) -> Option<crate::store::Workload> {
+        let entry = self.selected_entry().cloned()?;
+        let id = self.entry_workload(&entry);
+        self.store.workloads().iter().find(|w| w.id == id).cloned()
+    }
+
     /// Start `pilothouse rollback WORKLOAD --docker-host ADDRESS` as a process of its own
     /// (which itself runs the rollback in the background and audits it), through the actuator.
     fn start_rollback(&mut self, workload: WorkloadId) {
         let name = text::sanitize_plain(&workload.name);
+        let platform = self.store.target(&workload.target).map(|t| t.platform);
+        if platform == Some(PlatformKind::Kubernetes) {
+            // What `kubectl rollout undo` does, by the workload's worker.
+            self.submit(ActionRequest {
+                workload,
+                kind: ActionKind::Rollback {
+                    from_revision: 0,
+                    to_revision: 0,
+                    image: String::new(),
+                },
+                origin: "operator",
+                confirmed: true,
+                reason: None,
+            });
+            return;
+        }
         let Some(address) = self.rollouts.addresses.get(&workload.target).cloned() else {
             self.error(format!(
                 "cannot roll back {name}: the address of target {} is not known",
@@ -1005,11 +1039,7 @@ impl App {
             ));
             return;
         };
-        let program = match self.rollouts.program.clone() {
-            Some(program) => Ok(program),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find this program to run `rollback`: {e}")),
-        };
+        let program = self.rollouts_program();
         let request = ActionRequest {
             workload: workload.clone(),
             kind: ActionKind::RolloutControl {
@@ -1021,7 +1051,13 @@ impl App {
         };
         let result = self.actuator.run_here(&request, || {
             let program = program?;
-            spawn_rollback(&program, &workload.name, &address)
+            let args = [
+                "rollback",
+                workload.name.as_str(),
+                "--docker-host",
+                address.as_str(),
+            ];
+            spawn_detached(&program, &args)
                 .map(|pid| format!("started `pilothouse rollback` (pid {pid})"))
         });
         match result {
@@ -1033,36 +1069,6 @@ impl App {
         }
         self.poll_rollouts();
     }
-}
-
-/// Starts `program rollback WORKLOAD --docker-host ADDRESS` with no terminal (its input and
-/// output to null, in a process group of its own so the console's terminal signals miss it) and
-/// a thread that reaps it when it ends; the pid.
-fn spawn_rollback(program: &Path, workload: &str, address: &str) -> Result<u32, String> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(program)
-        .arg("rollback")
-        .arg(workload)
-        .arg("--docker-host")
-        .arg(address)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let pid = child.id();
-    let reaper = std::thread::Builder::new()
-        .name("rollback-reaper".to_string())
-        .spawn(move || {
-            let _ = child.wait();
-        });
-    if let Err(e) = reaper {
-        // The rollback runs all the same; it only stays a zombie until the console ends.
-        tracing::warn!(pid, error = %e, "cannot start a thread to reap the rollback process");
-    }
-    Ok(pid)
 }
 
 #[cfg(test)]

@@ -1,0 +1,210 @@
+//! Starting a rollout from the console: `i` in the workloads table (or `n` in the rollout view)
+//! asks for the image, prefilled with the one the workload runs; Enter rolls the workload out to
+//! it and opens the rollout view on it.
+//!
+//! A Kubernetes workload's rollout is its worker's: it sets the image and follows the
+//! Deployment, rolling back by itself when the new revision fails. A Docker workload's runs as
+//! `pilothouse rollout` in a process of its own, as the rollout view's rollback does.
+//!
+//! Not for showing rollouts (see [`super::rollouts`]).
+
+use std::path::Path;
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use crate::actuator::{ActionError, ActionKind, ActionRequest};
+use crate::model::{PlatformKind, WorkloadId};
+use crate::text;
+
+use super::app::{App, Prompt, View};
+
+/// The longest image reference the prompt takes (Docker's own limit is far below this).
+const MAX_IMAGE: usize = 512;
+
+impl App {
+    /// `i` / `n`: ask for the image to roll the selected workload out to.
+    pub(crate) fn begin_new_rollout(&mut self) {
+        let workload = match self.view {
+            View::Rollouts => self.rollout_view_workload(),
+            _ => self.selected_workload(),
+        };
+        let Some(workload) = workload else {
+            self.info("select a workload to roll out".to_string());
+            return;
+        };
+        if !workload.id.kind.scalable() {
+            self.error(format!(
+                "{} is a single {}; only workloads with replicas can be rolled out",
+                text::sanitize_plain(&workload.id.name),
+                workload.id.kind.label()
+            ));
+            return;
+        }
+        self.prompt = Prompt::Image {
+            input: workload.image.clone(),
+            workload: workload.id,
+        };
+    }
+
+    /// A key while the image prompt is open; the prompt that remains.
+    pub(crate) fn on_image_prompt_key(
+        &mut self,
+        mut input: String,
+        workload: WorkloadId,
+        key: KeyEvent,
+    ) -> Prompt {
+        match key.code {
+            KeyCode::Enter => {
+                let image = input.trim().to_string();
+                if let Some(why) = bad_image(&image) {
+                    self.error(why);
+                    return Prompt::Image { input, workload };
+                }
+                self.start_new_rollout(workload, image);
+                Prompt::None
+            }
+            KeyCode::Esc => Prompt::None,
+            KeyCode::Char(_) if input.len() >= MAX_IMAGE => Prompt::Image { input, workload },
+            _ => {
+                super::app::edit_input(&mut input, key);
+                Prompt::Image { input, workload }
+            }
+        }
+    }
+
+    fn start_new_rollout(&mut self, workload: WorkloadId, image: String) {
+        let platform = self.store.target(&workload.target).map(|t| t.platform);
+        match platform {
+            Some(PlatformKind::Kubernetes) => {
+                let from = self
+                    .store
+                    .target(&workload.target)
+                    .and_then(|t| t.controllers.get(&(workload.kind, workload.name.clone())))
+                    .and_then(|c| c.revision)
+                    .and_then(|r| u32::try_from(r).ok())
+                    .unwrap_or(0);
+                self.submit(ActionRequest {
+                    workload: workload.clone(),
+                    kind: ActionKind::Rollout {
+                        from_revision: from,
+                        to_revision: 0,
+                        image,
+                    },
+                    origin: "operator",
+                    confirmed: false,
+                    reason: None,
+                });
+            }
+            _ => self.start_docker_rollout(&workload, image),
+        }
+        self.show_rollout_of(workload);
+    }
+
+    /// `pilothouse rollout WORKLOAD --image IMAGE --docker-host ADDRESS` as a process of its
+    /// own, through the actuator (refused in read-only mode, audited).
+    fn start_docker_rollout(&mut self, workload: &WorkloadId, image: String) {
+        let name = text::sanitize_plain(&workload.name);
+        let Some(address) = self.rollouts.addresses.get(&workload.target).cloned() else {
+            self.error(format!(
+                "cannot roll out {name}: the address of target {} is not known",
+                workload.target
+            ));
+            return;
+        };
+        let program = self.rollouts_program();
+        let request = ActionRequest {
+            workload: workload.clone(),
+            kind: ActionKind::Rollout {
+                from_revision: 0,
+                to_revision: 0,
+                image: image.clone(),
+            },
+            origin: "operator",
+            confirmed: true,
+            reason: None,
+        };
+        let result = self.actuator.run_here(&request, || {
+            let program = program?;
+            let args = [
+                "rollout",
+                workload.name.as_str(),
+                "--image",
+                image.as_str(),
+                "--docker-host",
+                address.as_str(),
+            ];
+            spawn_detached(&program, &args)
+                .map(|pid| format!("started `pilothouse rollout` (pid {pid})"))
+        });
+        match result {
+            Ok(started) => self.info(format!("{name}: {started}; this view follows it")),
+            Err(ActionError::Refused(refusal)) => self.error(refusal.to_string()),
+            Err(ActionError::Failed(why)) => self.error(format!("cannot roll out {name}: {why}")),
+        }
+    }
+
+    /// Open (or keep) the rollout view on `workload`.
+    fn show_rollout_of(&mut self, workload: WorkloadId) {
+        if self.view != View::Rollouts {
+            self.table.selected = Some(workload);
+            self.toggle_rollouts();
+        } else {
+            self.poll_rollouts();
+        }
+    }
+}
+
+/// Why `image` cannot be an image reference, or `None`.
+fn bad_image(image: &str) -> Option<String> {
+    if image.is_empty() {
+        return Some("type an image, e.g. web:1.5".to_string());
+    }
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "not an image reference: {} (no spaces or control characters)",
+            text::sanitize_plain(image)
+        ));
+    }
+    None
+}
+
+/// Starts `program ARGS` with no terminal (input and output to null, in a process group of its
+/// own so the console's terminal signals miss it) and a thread that reaps it when it ends; the
+/// pid.
+pub(crate) fn spawn_detached(program: &Path, args: &[&str]) -> Result<u32, String> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let pid = child.id();
+    let reaper = std::thread::Builder::new()
+        .name("child-reaper".to_string())
+        .spawn(move || {
+            let _ = child.wait();
+        });
+    if let Err(e) = reaper {
+        // The child runs all the same; it only stays a zombie until the console ends.
+        tracing::warn!(pid, error = %e, "cannot start a thread to reap a child process");
+    }
+    Ok(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_reference_has_no_spaces_or_control_characters() {
+        assert_eq!(bad_image("registry:5000/web:1.5"), None);
+        assert!(bad_image("").unwrap().contains("type an image"));
+        assert!(bad_image("web 1.5").unwrap().contains("no spaces"));
+        let control = bad_image("web\u{1b}[2J").unwrap();
+        assert!(!control.contains('\u{1b}'), "{control:?}");
+    }
+}
