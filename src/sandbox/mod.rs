@@ -7,9 +7,11 @@
 
 pub mod api;
 pub mod controllers;
+pub mod demo;
 pub mod faults;
 pub mod logs;
 pub mod patch;
+pub mod promql;
 pub mod resources;
 pub mod selector;
 pub mod status;

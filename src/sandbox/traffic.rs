@@ -25,8 +25,8 @@ pub const ANNOTATION: &str = "sandbox.pilothouse.dev/traffic";
 /// Seconds in a simulated day.
 pub const DAY_SECONDS: f64 = 86_400.0;
 
-/// The fastest a clock may run; it bounds the work of integrating over long wall spans.
-pub const MAX_SPEED: f64 = 1_000.0;
+/// The fastest a clock may run: a simulated day per wall second.
+pub const MAX_SPEED: f64 = DAY_SECONDS;
 
 /// CPU one request per second costs a pod, in millicores, unless the profile says `cost=`.
 pub const DEFAULT_COST_MILLICORES: f64 = 2.0;
@@ -279,6 +279,15 @@ impl Profile {
             }
         }
         total
+    }
+
+    /// How many burst periods the span from `from` to `to` touches: the work
+    /// [`Profile::requests_between`] does for it (0 without bursts).
+    pub fn burst_periods(&self, from: f64, to: f64) -> f64 {
+        match self.burst {
+            Some(burst) => ((to - from).abs() / burst.every).ceil() + 1.0,
+            None => 0.0,
+        }
     }
 
     /// The simulated seconds at which bursts start, from `from` up to (not including) `to`.
