@@ -136,7 +136,8 @@ fn rule(
     let text = format!(
         "# The demo's rule for {namespace}/{workload}.\n\
          name: {name}\n\
-         target: {{ platform: kubernetes, context: {context}, namespace: {namespace}, workload: {workload} }}\n\
+         target: {{ platform: kubernetes, context: {context}, namespace: {namespace}, \
+         workload: {workload} }}\n\
          minReplicas: {min}\n\
          maxReplicas: {max}\n\
          pollingInterval: 5s\n\

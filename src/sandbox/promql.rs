@@ -2568,4 +2568,21 @@ mod tests {
         assert_eq!(discovery["groupVersion"], "metrics.k8s.io/v1beta1");
         assert_eq!(discovery["resources"][0]["kind"], "PodMetrics");
     }
+
+    #[tokio::test]
+    async fn the_kube_client_lists_pod_metrics_as_the_kubernetes_platform_does() {
+        use kube::api::{Api, DynamicObject, ListParams};
+
+        let base = serve(flat_cluster()).await;
+        let uri: axum::http::Uri = base.parse().unwrap();
+        let client = kube::Client::try_from(kube::Config::new(uri)).unwrap();
+        let resource = crate::platform::kubernetes::metrics::pod_metrics_resource();
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "batch", &resource);
+        let list = api.list(&ListParams::default()).await.unwrap();
+        assert_eq!(list.items.len(), 1);
+        let item = &list.items[0];
+        assert_eq!(item.metadata.name.as_deref(), Some("queue-0"));
+        assert_eq!(item.metadata.namespace.as_deref(), Some("batch"));
+        assert_eq!(item.data["containers"][0]["usage"]["cpu"], "5000000n");
+    }
 }
