@@ -16,12 +16,14 @@ use pilothouse::daemon::service;
 use pilothouse::keymap::Keymap;
 use pilothouse::logging;
 use pilothouse::metrics::PrometheusSource;
-use pilothouse::model::PlatformKind;
 use pilothouse::paths::Paths;
+use pilothouse::platform::kubernetes::config as kube_config;
 use pilothouse::store::Store;
 use pilothouse::theme::{self, Theme};
 use pilothouse::ui::rules_ctl::Link;
 use pilothouse::ui::{app::App, tui};
+
+mod demo;
 
 /// How long leaving the console waits for the autoscaler's cycles in flight.
 const ENGINE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -53,6 +55,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return print_all(&out);
         }
         Some(Command::Rules { command }) => return Ok(pilothouse::rules::run(command)),
+        Some(Command::Sandbox {
+            listen,
+            demo,
+            pods,
+            kubeconfig_out,
+            speed,
+        }) => {
+            let options = demo::SandboxArgs {
+                listen: *listen,
+                demo: *demo,
+                pods: *pods,
+                kubeconfig_out: kubeconfig_out.clone(),
+                speed: *speed,
+            };
+            return demo::serve_sandbox(options);
+        }
+        Some(Command::Demo { speed }) => {
+            let speed = *speed;
+            return console_main(cli, Some(speed));
+        }
         _ => {}
     }
 
@@ -78,6 +100,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if cli.daemon {
         return daemon(cli, config, paths);
     }
+    console_main(cli, None)
+}
+
+/// Open the console: on the targets of the command line and config.toml, or (`demo` set, with
+/// its speed) on a sandbox cluster of its own with files in a temporary directory.
+fn console_main(cli: Cli, demo: Option<Option<f64>>) -> Result<ExitCode> {
+    // Paths and config: a bad file stops here, before the terminal is taken.
+    let demo = demo.map(demo::Demo::prepare).transpose()?;
+    let paths = match &demo {
+        Some(demo) => demo.paths.clone(),
+        None => Paths::from_env()?,
+    };
+    let config = match &demo {
+        Some(demo) => demo.config.clone(),
+        None => Config::load(&paths)?,
+    };
     let theme_name = cli.theme.clone().unwrap_or_else(|| config.theme.clone());
     let theme = Theme::resolve(&theme_name, &paths, theme::no_color_requested())?;
     let keymap_name = cli.keymap.clone().unwrap_or_else(|| config.keymap.clone());
@@ -103,7 +141,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
-    let exit = runtime.block_on(console(cli, config, theme, keymap, paths))?;
+    let launch = match &demo {
+        Some(demo) => Launch {
+            docker: Vec::new(),
+            kube: vec![demo.target.clone()],
+            rules_dir: demo.paths.rules_dir(),
+            hint: Some(demo::HINT.to_string()),
+        },
+        None => Launch {
+            docker: setup::docker_targets(cli.docker_host.as_deref(), &config),
+            kube: setup::kube_targets(kube_selection(&cli), &config).map_err(|e| eyre!(e))?,
+            rules_dir: cli.rules.clone().unwrap_or_else(|| paths.rules_dir()),
+            hint: None,
+        },
+    };
+    let exit = runtime.block_on(console(cli, launch, config, theme, keymap, paths))?;
+    drop(demo);
     tracing::info!(?exit, "console stopped");
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     Ok(ExitCode::SUCCESS)
@@ -114,6 +167,7 @@ fn daemon(cli: Cli, config: Config, paths: Paths) -> Result<ExitCode> {
     logging::init_json_stdout();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "daemon starting");
     let options = service::Options {
+        kube: kube_selection(&cli),
         rules_dir: cli.rules,
         docker_host: cli.docker_host,
         prometheus: cli.prometheus,
@@ -155,23 +209,38 @@ fn one_shot(command: Command, paths: &Paths, config: &Config) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// What the console opens: its targets, its rules, and a line for a newcomer.
+struct Launch {
+    docker: Vec<pilothouse::config::DockerTarget>,
+    kube: Vec<kube_config::Target>,
+    rules_dir: std::path::PathBuf,
+    hint: Option<String>,
+}
+
+/// The Kubernetes contexts the command line chose.
+fn kube_selection(cli: &Cli) -> kube_config::Selection {
+    kube_config::Selection {
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+        namespace: cli.namespace.clone(),
+    }
+}
+
 /// Start one worker per target and the autoscaler, then run the console until it ends.
 async fn console(
     cli: Cli,
+    launch: Launch,
     config: Config,
     theme: Theme,
     keymap: Keymap,
     paths: Paths,
 ) -> Result<tui::Exit> {
     // Workers, and the one task that hands their updates to the engine's store and the console.
-    let targets = setup::docker_targets(cli.docker_host.as_deref(), &config);
     let lb = setup::load_balancer(&config).map_err(|e| eyre!(e))?;
-    let platforms = setup::start_docker(targets, lb);
+    let platforms = setup::start(launch.docker, launch.kube, lb);
     let mut store = Store::new(config.ui.stats_history);
-    for name in &platforms.names {
-        store.add_target(name, PlatformKind::Docker);
-    }
-    let observed = setup::observed_store(&platforms.names, config.ui.stats_history);
+    platforms.register(&mut store);
+    let observed = setup::observed_store(&platforms, config.ui.stats_history);
     let (console_tx, updates) = mpsc::channel(setup::UPDATE_QUEUE);
     tokio::spawn(observe::fan_out(
         platforms.updates,
@@ -186,7 +255,7 @@ async fn console(
     let actuator = Actuator::new(read_only, audit, platforms.workers.clone(), outcomes_tx);
 
     // The autoscaler, unless config.toml leaves scaling to a daemon.
-    let rules_dir = cli.rules.clone().unwrap_or_else(|| paths.rules_dir());
+    let rules_dir = launch.rules_dir;
     let engine = config.autoscaler.enabled.then(|| {
         let (rules, errors) = autoscaler::load_dir(&rules_dir);
         let settings = setup::settings(
@@ -219,6 +288,9 @@ async fn console(
         app.on_rules(Arc::new(idle_rules(&rules_dir)));
     }
     app.attach_autoscaler(rules_dir, link);
+    if let Some(hint) = launch.hint {
+        app.hint = Some(hint);
+    }
     let exit = tui::run(&mut app, &mut feeds).await?;
     if let Some(engine) = engine {
         engine.stop(ENGINE_GRACE).await;

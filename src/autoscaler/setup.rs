@@ -1,5 +1,5 @@
-//! Starting what the console and the daemon share: a worker per Docker target, the engine's
-//! store, and the engine's settings from config.toml and the command line.
+//! Starting what the console and the daemon share: a worker per Docker target and Kubernetes
+//! context, the engine's store, and the engine's settings from config.toml and the command line.
 //!
 //! Not for the front ends' own parts (the terminal, the HTTP listener).
 
@@ -18,6 +18,7 @@ use crate::lb::haproxy::Haproxy;
 use crate::model::PlatformKind;
 use crate::paths::Paths;
 use crate::platform::docker::connect::resolve_endpoint;
+use crate::platform::kubernetes::config as kube_config;
 use crate::platform::{self, Request, Update};
 use crate::store::Store;
 
@@ -28,8 +29,10 @@ pub const REQUEST_QUEUE: usize = 64;
 
 /// The running workers.
 pub struct Platforms {
-    /// Target names, in config order.
+    /// Target names, in config order (Docker hosts, then Kubernetes contexts).
     pub names: Vec<String>,
+    /// Which platform speaks to each target, by target name.
+    pub kinds: HashMap<String, PlatformKind>,
     /// Each worker's request channel, by target name.
     pub workers: HashMap<String, mpsc::Sender<Request>>,
     /// Each target's endpoint as an address (`unix:///var/run/docker.sock`), by target name:
@@ -63,13 +66,73 @@ pub fn load_balancer(config: &Config) -> Result<Option<Haproxy>, String> {
         .transpose()
 }
 
-/// Start a worker per target, each keeping `lb` in step when it scales. Must be called inside
-/// a tokio runtime.
+/// The Kubernetes contexts to open: those `--kubeconfig` / `--context` / `--namespace` choose,
+/// else those of config.toml's `[kubernetes]`, else the kubeconfig's current context when there
+/// is a kubeconfig at all (none is not an error: the console then shows Docker alone).
+pub fn kube_targets(
+    selection: kube_config::Selection,
+    config: &Config,
+) -> Result<Vec<kube_config::Target>, String> {
+    let chosen = selection.kubeconfig.is_some() || selection.context.is_some();
+    if config.kubernetes.disabled && !chosen {
+        return Ok(Vec::new());
+    }
+    let selection = kube_config::Selection {
+        kubeconfig: selection
+            .kubeconfig
+            .or_else(|| config.kubernetes.kubeconfig.clone()),
+        namespace: selection
+            .namespace
+            .or_else(|| config.kubernetes.namespace.clone()),
+        context: selection.context,
+    };
+    let contexts = match &selection.context {
+        Some(context) => vec![context.clone()],
+        None => config.kubernetes.contexts.clone(),
+    };
+    let found = if contexts.iter().any(|c| c == "*") {
+        kube_config::resolve_all(&kube_config::Selection {
+            context: None,
+            ..selection.clone()
+        })
+    } else if contexts.is_empty() {
+        kube_config::resolve(&selection).map(|target| vec![target])
+    } else {
+        contexts
+            .iter()
+            .map(|context| {
+                kube_config::resolve(&kube_config::Selection {
+                    context: Some(context.clone()),
+                    ..selection.clone()
+                })
+            })
+            .collect()
+    };
+    match found {
+        Ok(targets) => Ok(targets),
+        Err(kube_config::ConfigError::NotFound { .. }) if !chosen => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Start a worker per Docker target, each keeping `lb` in step when it scales. Must be called
+/// inside a tokio runtime.
 pub fn start_docker(targets: Vec<DockerTarget>, lb: Option<Haproxy>) -> Platforms {
+    start(targets, Vec::new(), lb)
+}
+
+/// Start a worker per Docker target and per Kubernetes context. Must be called inside a tokio
+/// runtime.
+pub fn start(
+    targets: Vec<DockerTarget>,
+    kube: Vec<kube_config::Target>,
+    lb: Option<Haproxy>,
+) -> Platforms {
     let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
     let docker_host_env = std::env::var("DOCKER_HOST").ok();
     let mut platforms = Platforms {
         names: Vec::new(),
+        kinds: HashMap::new(),
         workers: HashMap::new(),
         endpoints: HashMap::new(),
         updates,
@@ -91,18 +154,49 @@ pub fn start_docker(targets: Vec<DockerTarget>, lb: Option<Haproxy>) -> Platform
             rx,
         ));
         platforms.names.push(target.name.clone());
+        platforms
+            .kinds
+            .insert(target.name.clone(), PlatformKind::Docker);
         platforms.endpoints.insert(target.name.clone(), endpoint);
         platforms.workers.insert(target.name, tx);
+    }
+    for target in kube {
+        if platforms.kinds.contains_key(&target.name) {
+            tracing::warn!(
+                target = %target.name,
+                "a Kubernetes context has the name of a Docker target; the context is left out"
+            );
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        let name = target.name.clone();
+        // Two names of one cluster share a lock, as two addresses of one engine do.
+        let endpoint = format!("k8s:{}", target.config.cluster_url);
+        tokio::spawn(platform::kubernetes::run(target, updates_tx.clone(), rx));
+        platforms.names.push(name.clone());
+        platforms
+            .kinds
+            .insert(name.clone(), PlatformKind::Kubernetes);
+        platforms.endpoints.insert(name.clone(), endpoint);
+        platforms.workers.insert(name, tx);
     }
     platforms
 }
 
-/// A store for the engine knowing the targets in `names`.
-pub fn observed_store(names: &[String], stats_history: usize) -> Observed {
-    let mut store = Store::new(stats_history);
-    for name in names {
-        store.add_target(name, PlatformKind::Docker);
+impl Platforms {
+    /// Register every target in `store`, so the header shows each one connecting.
+    pub fn register(&self, store: &mut Store) {
+        for name in &self.names {
+            let kind = self.kinds.get(name).copied();
+            store.add_target(name, kind.unwrap_or(PlatformKind::Docker));
+        }
     }
+}
+
+/// A store for the engine knowing the targets of `platforms`.
+pub fn observed_store(platforms: &Platforms, stats_history: usize) -> Observed {
+    let mut store = Store::new(stats_history);
+    platforms.register(&mut store);
     Arc::new(Mutex::new(store))
 }
 

@@ -21,6 +21,7 @@ use crate::autoscaler::{self, Command, EngineHandle, Status, setup};
 use crate::config::Config;
 use crate::model::ConnState;
 use crate::paths::Paths;
+use crate::platform::kubernetes::config as kube_config;
 use crate::rules::{MetricSource, RuleTarget};
 
 /// How long SIGTERM waits for the cycles in flight before the daemon exits regardless.
@@ -44,6 +45,8 @@ const _: () = assert!(
 pub struct Options {
     pub rules_dir: Option<PathBuf>,
     pub docker_host: Option<String>,
+    /// The Kubernetes contexts chosen on the command line (`--kubeconfig`, `--context`).
+    pub kube: kube_config::Selection,
     pub prometheus: Option<String>,
     pub listen: Option<SocketAddr>,
     pub read_only: bool,
@@ -64,6 +67,8 @@ pub enum DaemonError {
     RulesDir(PathBuf),
     #[error("{0}")]
     LoadBalancer(String),
+    #[error("{0}")]
+    Kubernetes(String),
 }
 
 /// Run until SIGTERM or SIGINT. Logging must already write to stdout.
@@ -88,8 +93,10 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
 
     // Workers and the engine's store.
     let targets = setup::docker_targets(options.docker_host.as_deref(), &config);
-    let platforms = setup::start_docker(targets, lb);
-    let observed = setup::observed_store(&platforms.names, config.ui.stats_history);
+    let kube =
+        setup::kube_targets(options.kube.clone(), &config).map_err(DaemonError::Kubernetes)?;
+    let platforms = setup::start(targets, kube, lb);
+    let observed = setup::observed_store(&platforms, config.ui.stats_history);
     tokio::spawn(observe::fan_out(
         platforms.updates,
         Arc::clone(&observed),
