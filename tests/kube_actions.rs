@@ -389,7 +389,7 @@ async fn a_good_image_rolls_out_to_completion_and_its_state_file_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let record = Record {
         state_dir: dir.path().to_path_buf(),
-        engine_id: rollout::engine_id("sandbox"),
+        engine_id: "http://127.0.0.1:1#sandbox".into(),
         host: "http://127.0.0.1".into(),
         by: "ana".into(),
     };
@@ -405,7 +405,7 @@ async fn a_good_image_rolls_out_to_completion_and_its_state_file_says_so() {
             .any(|r| r.revision == 2 && r.image == "shop/web:2")),
         "{reports:?}"
     );
-    let files = Files::new(dir.path(), "k8s-sandbox", "shop/web");
+    let files = Files::new(dir.path(), "http://127.0.0.1:1#sandbox", "shop/web");
     let written = state::read_state(&files.state)
         .unwrap()
         .expect("a state file");
@@ -445,19 +445,10 @@ async fn an_image_that_never_gets_ready_is_rolled_back_by_itself() {
 async fn an_image_whose_pods_crash_loop_is_rolled_back_on_their_restarts() {
     let (_cluster, client) = start().await;
     rolled_out(&client).await;
-    let mut patient = job(&client, "shop/web:crash", None);
-    // Only the restarts may end this rollout, not the progress deadline.
-    Api::<Deployment>::namespaced(client.clone(), "shop")
-        .patch(
-            "web",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "spec": { "progressDeadlineSeconds": 600 } })),
-        )
-        .await
-        .unwrap();
-    patient.options.crash_restarts = 2;
+    patient(&client).await;
+    let crashing = job(&client, "shop/web:crash", None);
 
-    let (outcome, _) = roll(&patient).await;
+    let (outcome, _) = roll(&crashing).await;
 
     let Outcome::RolledBack { reason, to, .. } = &outcome else {
         panic!("expected a rollback, got {outcome:?}");
@@ -545,4 +536,94 @@ async fn of_two_electors_one_leads_and_the_other_takes_over_when_it_stops_renewi
         first.try_acquire_or_renew().await.unwrap(),
         Leadership::Leader
     );
+}
+
+#[tokio::test]
+async fn a_scale_that_meets_a_conflict_reads_again_and_retries_once() {
+    let (cluster, client) = start().await;
+    rolled_out(&client).await;
+    let conflict = |times| Fault {
+        method: Some(Method::PATCH),
+        path_contains: "/scale".into(),
+        status: 409,
+        times,
+        delay: None,
+    };
+    cluster.faults().fail(conflict(Some(1)));
+
+    let message = actions::scale(&client, &workload("shop/web"), 3)
+        .await
+        .unwrap();
+
+    assert_eq!(message, "scaled deployment shop/web from 2 to 3 replicas");
+    cluster.faults().fail(conflict(None));
+    let err = actions::scale(&client, &workload("shop/web"), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ActionError::Conflict { .. }), "{err:?}");
+    assert!(err.to_string().contains("changed meanwhile"), "{err}");
+}
+
+/// A deployment whose progress deadline is too far away to end a test's rollout.
+async fn patient(client: &kube::Client) {
+    Api::<Deployment>::namespaced(client.clone(), "shop")
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "progressDeadlineSeconds": 600 } })),
+        )
+        .await
+        .unwrap();
+    rolled_out(client).await;
+}
+
+#[tokio::test]
+async fn an_operators_abort_rolls_back() {
+    let (_cluster, client) = start().await;
+    patient(&client).await;
+    let job = job(&client, "shop/web:unhealthy", None);
+    let (send, mut receive) = mpsc::unbounded_channel::<Progress>();
+    let (abort, aborted) = watch::channel(false);
+
+    let abort_once_rolling = async {
+        while let Some(report) = receive.recv().await {
+            if report.to == Some(2) {
+                let _ = abort.send(true);
+                break;
+            }
+        }
+    };
+    let (outcome, ()) = tokio::time::timeout(SETTLE * 2, async {
+        tokio::join!(rollout::run(&job, &send, aborted), abort_once_rolling)
+    })
+    .await
+    .expect("the rollout ends within its bound");
+
+    assert_eq!(
+        outcome,
+        Outcome::RolledBack {
+            from: 2,
+            to: 1,
+            reason: "aborted by an operator".into()
+        }
+    );
+    assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
+    ready_pods_of(&client, 2, "shop/web:1").await;
+}
+
+#[tokio::test]
+async fn a_rollout_past_its_timeout_rolls_back() {
+    let (_cluster, client) = start().await;
+    patient(&client).await;
+    let mut slow = job(&client, "shop/web:unhealthy", None);
+    slow.options.timeout = Some(Duration::from_secs(1));
+
+    let (outcome, _) = roll(&slow).await;
+
+    let Outcome::RolledBack { reason, to, .. } = &outcome else {
+        panic!("expected a rollback, got {outcome:?}");
+    };
+    assert_eq!(*to, 1);
+    assert!(reason.starts_with("timed out after"), "{reason}");
+    assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
 }

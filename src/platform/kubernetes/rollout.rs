@@ -106,17 +106,13 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub state_dir: PathBuf,
-    /// The target's engine ID, [`engine_id`] of its context.
+    /// The engine ID the target's worker reports on connecting (`ConnState::Connected`): the
+    /// console's rollout view looks for a target's rollouts under it.
     pub engine_id: String,
     /// The API server's address, shown where a Docker rollout shows its host.
     pub host: String,
     /// Who started it.
     pub by: String,
-}
-
-/// The engine ID a Kubernetes context's rollouts are filed under.
-pub fn engine_id(context: &str) -> String {
-    format!("k8s-{context}")
 }
 
 /// Everything a rollout needs.
@@ -758,14 +754,5 @@ mod tests {
         assert_eq!(back.exit_code(), 4);
         assert_eq!(back.as_str(), "rolled-back");
         assert_eq!(Outcome::Failed { reason: "x".into() }.exit_code(), 1);
-    }
-
-    #[test]
-    fn a_context_names_its_engine() {
-        assert_eq!(engine_id("prod"), "k8s-prod");
-        assert_eq!(
-            state::engine_stem(&engine_id("my cluster")),
-            "k8s_my_cluster"
-        );
     }
 }
