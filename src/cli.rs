@@ -65,6 +65,12 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", requires = "daemon")]
     pub listen: Option<std::net::SocketAddr>,
 
+    /// With --daemon: take part in the election of this coordination.k8s.io Lease
+    /// (NAMESPACE/NAME) on the Kubernetes context, and let the rules act only while holding
+    /// it; the other daemons stand by.
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "daemon")]
+    pub leader_election: Option<crate::daemon::leader::LeaseName>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -168,6 +168,7 @@ fn daemon(cli: Cli, config: Config, paths: Paths) -> Result<ExitCode> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "daemon starting");
     let options = service::Options {
         kube: kube_selection(&cli),
+        leader_election: cli.leader_election.clone(),
         rules_dir: cli.rules,
         docker_host: cli.docker_host,
         prometheus: cli.prometheus,

@@ -105,6 +105,7 @@ impl Autoscaler {
             locks: HostLocks::new(locks.to_path_buf(), holder.to_string()),
             query_timeout: Duration::from_secs(2),
             state_dir: Some(locks.join("state")),
+            leader: None,
         };
         let engine = pilothouse::autoscaler::start(settings, rules, errors, observed, actuator);
         Autoscaler {

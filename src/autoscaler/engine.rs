@@ -53,6 +53,9 @@ pub struct Settings {
     pub query_timeout: Duration,
     /// Where rollouts keep their state: a workload whose rollout is running is not scaled.
     pub state_dir: Option<PathBuf>,
+    /// A leader election this engine takes part in: `None` in the channel while it leads,
+    /// otherwise who does (or why no one does), and then no rule acts.
+    pub leader: Option<watch::Receiver<Option<String>>>,
 }
 
 /// What a front end asks of the engine.
@@ -250,6 +253,7 @@ pub fn start(
         servers: Mutex::new(Default::default()),
         query_timeout: settings.query_timeout,
         state_dir: settings.state_dir,
+        leader: settings.leader,
     });
     let mut engine = Engine {
         shared,
@@ -287,6 +291,7 @@ struct Shared {
     servers: Mutex<std::collections::BTreeMap<String, Result<(), String>>>,
     query_timeout: Duration,
     state_dir: Option<PathBuf>,
+    leader: Option<watch::Receiver<Option<String>>>,
 }
 
 /// What a rule remembers from cycle to cycle.
@@ -994,6 +999,12 @@ fn take_lock(shared: &Shared, rule: &Rule) -> Option<String> {
     if shared.actuator.read_only() {
         return None;
     }
+    // An elected autoscaler acts only while it leads, whatever the target.
+    if let Some(leader) = &shared.leader
+        && let Some(holder) = leader.borrow().clone()
+    {
+        return Some(holder);
+    }
     let engine_id = match lock(&shared.observed).target(host).map(|t| &t.conn) {
         Some(ConnState::Connected { engine_id, .. }) => engine_id.clone(),
         _ => return None,
@@ -1123,6 +1134,7 @@ mod tests {
             locks: HostLocks::new(dir.join("locks"), "test".to_string()),
             query_timeout: Duration::from_secs(1),
             state_dir: Some(dir.join("state")),
+            leader: None,
         };
         let (rules, errors) = load_dir(dir);
         start(settings, rules, errors, observed, actuator)

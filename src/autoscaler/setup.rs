@@ -222,6 +222,7 @@ pub fn settings(
         locks: HostLocks::new(lock_dir, super::lock::describe_holder(role)),
         query_timeout: QUERY_TIMEOUT,
         state_dir: Some(paths.state_dir.clone()),
+        leader: None,
     }
 }
 

@@ -3,4 +3,5 @@
 
 pub mod exposition;
 pub mod http;
+pub mod leader;
 pub mod service;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::exposition::{self, Check, Health};
 use super::http::{self, Handler};
+use super::leader::{self, LeaseName};
 use crate::actuator::{Actuator, AuditLog};
 use crate::autoscaler::observe::{self, Observed};
 use crate::autoscaler::{self, Command, EngineHandle, Status, setup};
@@ -47,6 +48,8 @@ pub struct Options {
     pub docker_host: Option<String>,
     /// The Kubernetes contexts chosen on the command line (`--kubeconfig`, `--context`).
     pub kube: kube_config::Selection,
+    /// Take part in this Lease's election and act only while holding it.
+    pub leader_election: Option<LeaseName>,
     pub prometheus: Option<String>,
     pub listen: Option<SocketAddr>,
     pub read_only: bool,
@@ -95,6 +98,20 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
     let targets = setup::docker_targets(options.docker_host.as_deref(), &config);
     let kube =
         setup::kube_targets(options.kube.clone(), &config).map_err(DaemonError::Kubernetes)?;
+    let election = match &options.leader_election {
+        Some(lease) => {
+            let target = kube.first().ok_or_else(|| {
+                DaemonError::Kubernetes(format!(
+                    "--leader-election {lease} needs a Kubernetes context (--context, or \
+                     in-cluster configuration)"
+                ))
+            })?;
+            let identity = leader::identity();
+            tracing::info!(lease = %lease, %identity, context = %target.name, "taking part in leader election");
+            Some(leader::start(target, lease, identity).map_err(DaemonError::Kubernetes)?)
+        }
+        None => None,
+    };
     let platforms = setup::start(targets, kube, lb);
     let observed = setup::observed_store(&platforms, config.ui.stats_history);
     tokio::spawn(observe::fan_out(
@@ -126,7 +143,7 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
     if rules.is_empty() {
         tracing::warn!(dir = %rules_dir.display(), "no rules loaded; nothing will scale");
     }
-    let settings = setup::settings(
+    let mut settings = setup::settings(
         &config,
         &paths,
         rules_dir,
@@ -134,6 +151,7 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
         platforms.endpoints.clone(),
         "daemon",
     );
+    settings.leader = election.as_ref().map(|e| e.standing.clone());
     let engine = autoscaler::start(
         settings,
         rules,
@@ -165,7 +183,7 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
             }
         }
     }
-    stop(engine, &actuator, http_stop, server).await;
+    stop(engine, &actuator, http_stop, server, election).await;
     Ok(())
 }
 
@@ -185,15 +203,25 @@ async fn stop(
     actuator: &Actuator,
     http_stop: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
+    election: Option<leader::Election>,
 ) {
     tracing::info!("stopping: finishing the cycles in flight");
     engine.stop(STOP_GRACE).await;
     // `settle` logs and audits each action it gives up on.
     actuator.settle(ACTION_GRACE).await;
     let _ = http_stop.send(true);
-    if let Some(server) = server {
-        let _ = tokio::time::timeout(HTTP_GRACE, server).await;
-    }
+    // The Lease is given up once nothing acts any more, beside the listener's last answers.
+    let release = async {
+        if let Some(election) = election {
+            election.stop(HTTP_GRACE).await;
+        }
+    };
+    let listener = async {
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(HTTP_GRACE, server).await;
+        }
+    };
+    tokio::join!(release, listener);
     tracing::info!("daemon stopped");
 }
 
