@@ -854,3 +854,109 @@ async fn sigterm_during_a_scale_exits_within_two_seconds_and_audits_it_as_interr
     );
     prometheus.endpoint.remove(&load);
 }
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Waits until a line `accept` takes appears in the daemon's log, for at most `within`.
+async fn wait_logged(
+    daemon: &Daemon,
+    what: &str,
+    within: Duration,
+    accept: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(line) = daemon.logged().into_iter().find(|l| accept(l)) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within {within:?}\n{}",
+            daemon.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_on_one_cluster_elect_one_leader_and_the_other_takes_over_when_it_stops() {
+    use pilothouse::sandbox::{self, Sandbox};
+    let cluster = Sandbox::start(sandbox::Options {
+        objects: sandbox::demo::objects(),
+        ..sandbox::Options::default()
+    })
+    .await
+    .expect("the sandbox cluster starts");
+    let url = cluster.url();
+    let dirs = [Dirs::new(), Dirs::new()];
+    let mut args = Vec::new();
+    for d in &dirs {
+        let kubeconfig = d.path("kubeconfig");
+        std::fs::write(&kubeconfig, cluster.kubeconfig("sandbox", None)).expect("a kubeconfig");
+        for (file, text) in sandbox::demo::rules("sandbox") {
+            d.write_rule(&file, &text);
+        }
+        args.push(vec![
+            "--docker-host".to_string(),
+            NO_DOCKER.to_string(),
+            "--kubeconfig".to_string(),
+            kubeconfig.display().to_string(),
+            "--context".to_string(),
+            "sandbox".to_string(),
+            "--prometheus".to_string(),
+            url.clone(),
+            "--leader-election".to_string(),
+            "shop/pilothouse-autoscaler".to_string(),
+        ]);
+    }
+    let leading = |l: &serde_json::Value| l["message"] == "leading: the rules act";
+
+    let mut first = Daemon::start(&dirs[0], &strs(&args[0])).await;
+    wait_logged(&first, "leadership of the first daemon", WITHIN, leading).await;
+    let second = Daemon::start(&dirs[1], &strs(&args[1])).await;
+    let first_pid = first.child.id().to_string();
+    let standing_by = wait_logged(&second, "the second standing by", WITHIN, |l| {
+        l["message"] == "standing by"
+    })
+    .await;
+    let holder = standing_by["holder"].as_str().unwrap_or_default();
+    assert!(
+        holder.ends_with(&format!(
+            "-{first_pid} (it holds the Lease shop/pilothouse-autoscaler)"
+        )),
+        "{standing_by}"
+    );
+    assert!(
+        !second.logged().iter().any(leading),
+        "both lead\n{}",
+        second.output()
+    );
+
+    // The Lease the first holds is the cluster's, with the first as holder.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let lease: serde_json::Value = client
+        .get(format!(
+            "{url}/apis/coordination.k8s.io/v1/namespaces/shop/leases/pilothouse-autoscaler"
+        ))
+        .send()
+        .await
+        .expect("GET the Lease")
+        .json()
+        .await
+        .expect("the Lease as JSON");
+    let lease_holder = lease["spec"]["holderIdentity"].as_str().unwrap_or_default();
+    assert!(lease_holder.ends_with(&format!("-{first_pid}")), "{lease}");
+
+    // The first stops and gives the Lease up; the second takes it at its next try.
+    let (status, _) = first.terminate();
+    assert!(status.success(), "{status}\n{}", first.output());
+    wait_logged(
+        &second,
+        "the second taking over",
+        Duration::from_secs(20),
+        leading,
+    )
+    .await;
+}
