@@ -627,3 +627,40 @@ async fn a_rollout_past_its_timeout_rolls_back() {
     assert!(reason.starts_with("timed out after"), "{reason}");
     assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
 }
+
+#[tokio::test]
+async fn a_rollout_refused_by_the_api_server_fails_and_its_state_file_says_why() {
+    let (cluster, client) = start().await;
+    rolled_out(&client).await;
+    cluster.faults().fail(Fault {
+        method: Some(Method::PATCH),
+        path_contains: "/deployments/web".into(),
+        status: 403,
+        times: None,
+        delay: None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let record = Record {
+        state_dir: dir.path().to_path_buf(),
+        engine_id: "E1".into(),
+        host: "http://127.0.0.1".into(),
+        by: "ana".into(),
+    };
+
+    let (outcome, _) = roll(&job(&client, "shop/web:2", Some(record))).await;
+
+    let Outcome::Failed { reason } = &outcome else {
+        panic!("expected a failure, got {outcome:?}");
+    };
+    assert!(
+        reason.starts_with("forbidden: cannot patch deployments \"web\" in namespace \"shop\""),
+        "{reason}"
+    );
+    let files = Files::new(dir.path(), "E1", "shop/web");
+    let written = state::read_state(&files.state)
+        .unwrap()
+        .expect("a state file");
+    assert_eq!(written.phase, Phase::Failed);
+    assert_eq!(&written.message, reason);
+    assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
+}

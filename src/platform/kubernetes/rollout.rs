@@ -233,9 +233,12 @@ impl<'a> Runner<'a> {
             limit: Duration::from_secs(deadline) + Duration::from_secs(30),
         };
         runner.open_record(&history)?;
-        actions::set_image(&job.client, &job.workload, &job.image)
-            .await
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = actions::set_image(&job.client, &job.workload, &job.image).await {
+            let reason = e.to_string();
+            runner.phase = Phase::Failed;
+            runner.announce(reason.clone());
+            return Err(reason);
+        }
         info!(workload = %job.workload, image = job.image, from, "rollout started");
         Ok(Some(runner))
     }
