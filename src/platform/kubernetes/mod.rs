@@ -51,6 +51,7 @@ pub async fn run(
         target,
         updates,
         actions: JoinSet::new(),
+        events_seen: None,
     };
     worker.run(&mut requests).await;
     debug!(target = %worker.name, "kubernetes worker stopped");
@@ -72,6 +73,8 @@ struct Worker {
     updates: mpsc::Sender<Update>,
     /// Actions in flight; they finish on their own or are aborted on drop.
     actions: JoinSet<()>,
+    /// The newest Event an earlier session sent, so a new one does not repeat it.
+    events_seen: Option<chrono::DateTime<Utc>>,
 }
 
 impl Worker {
@@ -158,6 +161,7 @@ impl Worker {
         let mut session = Session::new(self, client);
         let outcome = session.serve(self, requests, connected).await;
         session.close(&outcome).await;
+        self.events_seen = session.cluster.events_seen();
         outcome
     }
 
@@ -267,7 +271,7 @@ struct Session {
 impl Session {
     fn new(worker: &Worker, client: Client) -> Session {
         let namespace = worker.target.namespace.as_deref();
-        let cluster = Cluster::new(&worker.name, namespace);
+        let cluster = Cluster::new(&worker.name, namespace, worker.events_seen);
         let logs = logs::Logs::new(client.clone(), cluster.pods(), worker.updates.clone());
         let (watched_tx, watched_rx) = mpsc::channel(1024);
         Session {
@@ -324,6 +328,8 @@ impl Session {
                         return Outcome::Quit;
                     }
                     if let Some(error) = self.cluster.lost() {
+                        let url = &worker.target.config.cluster_url;
+                        let error = format!("{error} (API server {url})");
                         return Outcome::Lost { error, synced: told_connected };
                     }
                 }

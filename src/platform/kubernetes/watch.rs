@@ -228,6 +228,8 @@ struct Failure {
     refused: bool,
     /// The kind cannot be listed or watched now (not a stream cut that resumes by itself).
     blocking: bool,
+    /// What went wrong underneath, for a transport failure (`Connection refused`).
+    transport: Option<String>,
 }
 
 /// Names the verb on the resource that failed and how.
@@ -261,12 +263,20 @@ fn describe(kind: Kind, error: &watcher::Error, namespace: Option<&str>) -> Fail
                 message: format!("{word}: cannot {verb} {plural} {scope} ({code})"),
                 refused: true,
                 blocking: true,
+                transport: None,
             }
         }
-        _ => Failure {
+        Some(_) => Failure {
             message: format!("cannot {verb} {plural} {scope}: {}", cause(error)),
             refused: false,
             blocking,
+            transport: None,
+        },
+        None => Failure {
+            message: format!("cannot {verb} {plural} {scope}: {}", cause(error)),
+            refused: false,
+            blocking,
+            transport: Some(cause(error)),
         },
     }
 }
@@ -304,7 +314,7 @@ pub fn client_cause(error: &kube::Error) -> String {
 #[derive(Debug, Default)]
 struct Access {
     /// Why it cannot list or watch now; `None` once it delivered something.
-    failing: Option<String>,
+    failing: Option<Failure>,
     /// The refusal last reported, so a watcher retrying does not repeat it.
     reported: Option<String>,
 }
@@ -354,7 +364,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(target: &str, namespace: Option<&str>) -> Cluster {
+    /// A cluster not yet listed; Events up to `events_seen` were sent by an earlier session and
+    /// are not sent again.
+    pub fn new(
+        target: &str,
+        namespace: Option<&str>,
+        events_seen: Option<DateTime<Utc>>,
+    ) -> Cluster {
         let scaled = scaled_object_resource();
         Cluster {
             target: target.to_string(),
@@ -379,7 +395,7 @@ impl Cluster {
             autoscalers_dirty: false,
             sent: HashMap::new(),
             events_listing: None,
-            newest_event: None,
+            newest_event: events_seen,
             access: BTreeMap::new(),
             pending: Vec::new(),
             synced: false,
@@ -389,6 +405,11 @@ impl Cluster {
     /// The pods as last seen, for readers outside the session (logs, metrics).
     pub fn pods(&self) -> Store<Pod> {
         self.pods.as_reader()
+    }
+
+    /// The time of the newest Event sent.
+    pub fn events_seen(&self) -> Option<DateTime<Utc>> {
+        self.newest_event
     }
 
     /// Whether a core kind has been listed or watched since the session began.
@@ -409,13 +430,21 @@ impl Cluster {
         convert::replica(pod, &deployment_of, now)
     }
 
-    /// Why the target shows nothing: every core kind fails; `None` while one works.
+    /// Why the target shows nothing: every core kind fails; `None` while one works. One
+    /// transport failure shared by all is told once.
     pub fn lost(&self) -> Option<String> {
-        let reasons: Option<Vec<&str>> = CORE
+        let failures: Vec<&Failure> = CORE
             .iter()
-            .map(|k| self.access.get(k).and_then(|a| a.failing.as_deref()))
-            .collect();
-        reasons.map(|r| r.join("; "))
+            .map(|k| self.access.get(k).and_then(|a| a.failing.as_ref()))
+            .collect::<Option<_>>()?;
+        let first = failures.first()?;
+        if let Some(cause) = &first.transport
+            && failures.iter().all(|f| f.transport.as_ref() == Some(cause))
+        {
+            return Some(format!("the API server does not answer: {cause}"));
+        }
+        let messages: Vec<&str> = failures.iter().map(|f| f.message.as_str()).collect();
+        Some(messages.join("; "))
     }
 
     /// Takes in one thing a watcher saw.
@@ -478,7 +507,7 @@ impl Cluster {
         let failure = describe(kind, error, self.namespace.as_deref());
         let access = self.access.entry(kind).or_default();
         if failure.blocking {
-            access.failing = Some(failure.message.clone());
+            access.failing = Some(failure.clone());
         }
         if failure.refused {
             if access.reported.as_deref() == Some(failure.message.as_str()) {
@@ -885,7 +914,7 @@ mod tests {
 
     #[test]
     fn a_pod_list_of_any_size_is_one_snapshot_sent_once_replicasets_are_known() {
-        let mut cluster = Cluster::new("prod", Some("shop"));
+        let mut cluster = Cluster::new("prod", Some("shop"), None);
         let pods = (0..10_000)
             .map(|i| pod(&format!("web-{i}"), &format!("uid-{i}"), "web-1"))
             .collect();
@@ -910,7 +939,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_changes_to_one_pod_is_one_update_and_a_delete_removes_it() {
-        let mut cluster = Cluster::new("prod", None);
+        let mut cluster = Cluster::new("prod", None, None);
         feed(
             &mut cluster,
             listed(Watched::ReplicaSet, vec![replicaset("web-1", "web")]),
@@ -935,7 +964,7 @@ mod tests {
 
     #[test]
     fn a_pod_seen_before_its_replicaset_moves_to_its_deployment_when_the_replicaset_comes() {
-        let mut cluster = Cluster::new("prod", None);
+        let mut cluster = Cluster::new("prod", None, None);
         feed(&mut cluster, listed(Watched::ReplicaSet, vec![]));
         feed(&mut cluster, listed(Watched::Pod, vec![]));
         let early = vec![Watched::Pod(watcher::Event::Apply(pod(
@@ -955,7 +984,7 @@ mod tests {
 
     #[test]
     fn a_refused_list_is_reported_once_naming_the_verb_and_resource() {
-        let mut cluster = Cluster::new("prod", Some("shop"));
+        let mut cluster = Cluster::new("prod", Some("shop"), None);
         let refusal = || {
             let status =
                 kube::core::Status::failure("pods is forbidden", "Forbidden").with_code(403);
@@ -979,7 +1008,7 @@ mod tests {
 
     #[test]
     fn the_target_is_lost_only_when_every_core_kind_fails() {
-        let mut cluster = Cluster::new("prod", None);
+        let mut cluster = Cluster::new("prod", None, None);
         let refusal = |kind| {
             let status = kube::core::Status::failure("forbidden", "Forbidden").with_code(403);
             Watched::Failed {
@@ -1003,7 +1032,7 @@ mod tests {
 
     #[test]
     fn an_hpa_marks_the_deployment_it_scales_and_unchanged_controllers_are_not_sent_again() {
-        let mut cluster = Cluster::new("prod", None);
+        let mut cluster = Cluster::new("prod", None, None);
         let deployment: Deployment = Deployment {
             metadata: ObjectMeta {
                 name: Some("web".into()),
