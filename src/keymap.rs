@@ -73,11 +73,12 @@ pub enum KeyAction {
     AbortRollout,
     Rollback,
     NewRollout,
+    PreviousLogs,
 }
 
 impl KeyAction {
     /// Every action, in the order the help lists them; a new variant must be added here too.
-    pub const ALL: [KeyAction; 39] = [
+    pub const ALL: [KeyAction; 40] = [
         KeyAction::Quit,
         KeyAction::Back,
         KeyAction::Up,
@@ -117,6 +118,7 @@ impl KeyAction {
         KeyAction::AbortRollout,
         KeyAction::Rollback,
         KeyAction::NewRollout,
+        KeyAction::PreviousLogs,
     ];
 
     /// The snake_case name used in keymap files.
@@ -161,6 +163,7 @@ impl KeyAction {
             KeyAction::AbortRollout => "abort_rollout",
             KeyAction::Rollback => "rollback",
             KeyAction::NewRollout => "new_rollout",
+            KeyAction::PreviousLogs => "previous_logs",
         }
     }
 
@@ -206,6 +209,7 @@ impl KeyAction {
             KeyAction::AbortRollout => "abort the rollout and roll back (asks first)",
             KeyAction::Rollback => "roll back to the previous revision (asks first)",
             KeyAction::NewRollout => "roll out a new image (asks for it)",
+            KeyAction::PreviousLogs => "logs of the replica's previous container (Kubernetes)",
         }
     }
 
@@ -466,6 +470,7 @@ impl Keymap {
                 (A::EditRule, &[key('e')]),
                 (A::PauseRule, &[key('P')]),
                 (A::NewRollout, &[key('i')]),
+                (A::PreviousLogs, &[key('p')]),
             ],
         );
         keymap.bind_all(
@@ -474,6 +479,7 @@ impl Keymap {
                 (A::Logs, &[key('l')]),
                 (A::Restart, &[key('r')]),
                 (A::Reveal, &[key('x')]),
+                (A::PreviousLogs, &[key('p')]),
             ],
         );
         keymap.bind_all(

@@ -397,6 +397,7 @@ impl App {
                 self.prompt = Prompt::Filter(current);
             }
             KeyAction::Logs => self.open_logs(self.pane == Pane::Detail),
+            KeyAction::PreviousLogs => self.open_previous_logs(),
             KeyAction::Reveal => self.reveal = !self.reveal,
             KeyAction::SortNext => self.table.sort_next(),
             KeyAction::SortReverse => self.table.reverse_sort(),
@@ -790,6 +791,40 @@ impl App {
             title,
             target,
             replicas,
+            LogBuffer::new(self.config.logs.max_lines, self.config.logs.max_bytes),
+            colors,
+        ));
+        self.view = View::Logs;
+    }
+
+    /// `p`: what the selected replica's previous container printed before it ended (a
+    /// crash-looping pod's last words); the worker says so when there is none.
+    fn open_previous_logs(&mut self) {
+        let Some((workload, id)) = self.selected_replica() else {
+            return;
+        };
+        let target = workload.id.target.clone();
+        let Some(name) = self.store.replica(&target, &id).map(|r| r.name.clone()) else {
+            return;
+        };
+        self.close_logs();
+        let stream = self.new_stream();
+        let replica = (id, name.clone());
+        self.send(
+            &target,
+            Request::PreviousLogs {
+                stream,
+                replica: replica.clone(),
+            },
+        );
+        let colors = [(name.clone(), self.theme.replica_color(0))]
+            .into_iter()
+            .collect();
+        self.logs = Some(LogView::new(
+            stream,
+            format!("{name} (previous container)"),
+            target,
+            vec![replica],
             LogBuffer::new(self.config.logs.max_lines, self.config.logs.max_bytes),
             colors,
         ));
