@@ -577,3 +577,24 @@ async fn an_api_server_that_goes_away_leaves_the_target_disconnected_saying_why(
     );
     assert!(retry_in_secs >= 1);
 }
+
+#[tokio::test]
+async fn pod_usage_from_metrics_server_arrives_as_stats_of_the_replicas() {
+    let objects = vec![namespace("shop"), deployment("web", 2, "shop/web:1.0")];
+    let mut h = Harness::start(objects, Some("shop")).await;
+    h.until_ready("web", 2).await;
+    h.until("stats of both replicas", |h| {
+        let Some(web) = h.workload(WorkloadKind::Deployment, "shop/web") else {
+            return false;
+        };
+        web.replicas.iter().all(|id| {
+            h.store
+                .replica_stats(CONTEXT, id)
+                .is_some_and(|s| !s.is_empty())
+        })
+    })
+    .await;
+    let web = h.workload(WorkloadKind::Deployment, "shop/web").unwrap();
+    let stats = web.stats.expect("the workload sums its replicas' stats");
+    assert!(stats.mem_bytes > 0, "{stats:?}");
+}
