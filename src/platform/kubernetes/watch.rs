@@ -94,6 +94,8 @@ pub enum Watched {
         error: watcher::Error,
     },
     /// The API server does not serve this kind (404 on its list); its watcher stopped.
+    // LIMITATION: an API installed later (KEDA after the worker connected) is seen only after
+    // the next reconnect, as a stopped watcher does not ask again.
     NotServed(Kind),
 }
 
