@@ -238,7 +238,8 @@ async fn console(
 ) -> Result<tui::Exit> {
     // Workers, and the one task that hands their updates to the engine's store and the console.
     let lb = setup::load_balancer(&config).map_err(|e| eyre!(e))?;
-    let platforms = setup::start(launch.docker, launch.kube, lb);
+    let state_dir = Some(paths.state_dir.clone());
+    let platforms = setup::start(launch.docker, launch.kube, lb, state_dir);
     let mut store = Store::new(config.ui.stats_history);
     platforms.register(&mut store);
     let observed = setup::observed_store(&platforms, config.ui.stats_history);

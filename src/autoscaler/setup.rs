@@ -118,15 +118,16 @@ pub fn kube_targets(
 /// Start a worker per Docker target, each keeping `lb` in step when it scales. Must be called
 /// inside a tokio runtime.
 pub fn start_docker(targets: Vec<DockerTarget>, lb: Option<Haproxy>) -> Platforms {
-    start(targets, Vec::new(), lb)
+    start(targets, Vec::new(), lb, None)
 }
 
-/// Start a worker per Docker target and per Kubernetes context. Must be called inside a tokio
-/// runtime.
+/// Start a worker per Docker target and per Kubernetes context, the latter recording the
+/// rollouts they run under `state_dir`. Must be called inside a tokio runtime.
 pub fn start(
     targets: Vec<DockerTarget>,
     kube: Vec<kube_config::Target>,
     lb: Option<Haproxy>,
+    state_dir: Option<PathBuf>,
 ) -> Platforms {
     let (updates_tx, updates) = mpsc::channel(UPDATE_QUEUE);
     let docker_host_env = std::env::var("DOCKER_HOST").ok();
@@ -172,7 +173,12 @@ pub fn start(
         let name = target.name.clone();
         // Two names of one cluster share a lock, as two addresses of one engine do.
         let endpoint = format!("k8s:{}", target.config.cluster_url);
-        tokio::spawn(platform::kubernetes::run(target, updates_tx.clone(), rx));
+        tokio::spawn(platform::kubernetes::run_recording(
+            target,
+            state_dir.clone(),
+            updates_tx.clone(),
+            rx,
+        ));
         platforms.names.push(name.clone());
         platforms
             .kinds

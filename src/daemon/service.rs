@@ -112,7 +112,7 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
         }
         None => None,
     };
-    let platforms = setup::start(targets, kube, lb);
+    let platforms = setup::start(targets, kube, lb, Some(paths.state_dir.clone()));
     let observed = setup::observed_store(&platforms, config.ui.stats_history);
     tokio::spawn(observe::fan_out(
         platforms.updates,

@@ -55,8 +55,6 @@ pub async fn run(
     run_with(target, host, None, updates, requests).await;
 }
 
-/// [`run`], keeping the HAProxy at `lb` in step when it scales a workload whose replicas name a
-/// backend (see [`scale::lb_binding`]).
 /// A Docker worker rolls nothing out itself: a rollout on Docker is a rolling replace that
 /// `pilothouse rollout` runs and records.
 const DOCKER_ROLLOUTS: &str =
@@ -66,6 +64,8 @@ const DOCKER_ROLLOUTS: &str =
 const NO_PREVIOUS: &str =
     "Docker keeps no previous container: a restarted container's log goes on in the same log";
 
+/// [`run`], keeping the HAProxy at `lb` in step when it scales a workload whose replicas name a
+/// backend (see [`scale::lb_binding`]).
 pub async fn run_with(
     target: String,
     host: Option<String>,

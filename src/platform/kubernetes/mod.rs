@@ -41,13 +41,21 @@ const BATCH_ITEMS: usize = 512;
 
 /// Runs the worker for one Kubernetes target until `requests` is closed (the app is quitting);
 /// every task it started (watchers, logs, metrics, actions) is aborted when it returns.
-pub async fn run(
+pub async fn run(target: Target, updates: mpsc::Sender<Update>, requests: mpsc::Receiver<Request>) {
+    run_recording(target, None, updates, requests).await;
+}
+
+/// As [`run`], with the rollouts it runs recorded under `state_dir`, where the console's rollout
+/// view and `pilothouse rollout status` read them.
+pub async fn run_recording(
     target: Target,
+    state_dir: Option<std::path::PathBuf>,
     updates: mpsc::Sender<Update>,
     mut requests: mpsc::Receiver<Request>,
 ) {
     let mut worker = Worker {
         name: target.name.clone(),
+        state_dir,
         target,
         updates,
         actions: JoinSet::new(),
@@ -55,6 +63,12 @@ pub async fn run(
     };
     worker.run(&mut requests).await;
     debug!(target = %worker.name, "kubernetes worker stopped");
+}
+
+/// The engine ID a Kubernetes target reports and its rollouts are filed under: the API
+/// server's address and the context's name.
+pub fn engine_id(cluster_url: &str, context: &str) -> String {
+    format!("{cluster_url}#{context}")
 }
 
 /// How a session ended.
@@ -70,6 +84,8 @@ enum Outcome {
 struct Worker {
     name: String,
     target: Target,
+    /// Where rollouts are recorded; `None` records none.
+    state_dir: Option<std::path::PathBuf>,
     updates: mpsc::Sender<Update>,
     /// Actions in flight; they finish on their own or are aborted on drop.
     actions: JoinSet<()>,
@@ -156,7 +172,7 @@ impl Worker {
         let connected = ConnState::Connected {
             version,
             api_version: "v1".to_string(),
-            engine_id: format!("{url}#{}", self.name),
+            engine_id: engine_id(&url, &self.name),
         };
         let mut session = Session::new(self, client);
         let outcome = session.serve(self, requests, connected).await;
@@ -378,9 +394,15 @@ impl Session {
                 reply,
             } => {
                 let client = self.client.clone();
+                let url = worker.target.config.cluster_url.to_string();
+                let record = worker.state_dir.clone().map(|state_dir| rollout::Record {
+                    state_dir,
+                    engine_id: engine_id(&url, &worker.name),
+                    host: url,
+                    by: crate::actuator::current_user(),
+                });
                 worker.spawn_action(reply, async move {
-                    let done = actions::set_image(&client, &workload, &image).await;
-                    done.map_err(|e| e.to_string())
+                    roll_out(client, workload, image, record).await
                 });
             }
             Request::RolloutRestart { workload, reply } => {
@@ -488,5 +510,39 @@ async fn delete_pod(
             "cannot delete pod {namespace}/{name}: {}",
             client_cause(&e)
         )),
+    }
+}
+
+/// A new image for a workload: on a Deployment, Pilothouse's rollout (it follows the controller
+/// and rolls back by itself when the new revision fails); on a StatefulSet, the image alone.
+async fn roll_out(
+    client: Client,
+    workload: crate::model::WorkloadId,
+    image: String,
+    record: Option<rollout::Record>,
+) -> Result<String, String> {
+    if workload.kind != crate::model::WorkloadKind::Deployment {
+        let done = actions::set_image(&client, &workload, &image).await;
+        return done.map_err(|e| e.to_string());
+    }
+    let job = rollout::Job {
+        client,
+        workload,
+        image: image.clone(),
+        options: rollout::Options::default(),
+        record,
+    };
+    // Progress goes to the state file; an abort comes through its control file.
+    let (progress, _) = mpsc::unbounded_channel();
+    let (_abort, aborted) = tokio::sync::watch::channel(false);
+    match rollout::run(&job, &progress, aborted).await {
+        rollout::Outcome::Complete { revision } => {
+            Ok(format!("rolled out {image} as revision {revision}"))
+        }
+        rollout::Outcome::Unchanged => Ok(format!("already runs {image}; nothing to do")),
+        rollout::Outcome::RolledBack { from, to, reason } => Err(format!(
+            "revision {from} ({image}) failed and was rolled back to revision {to}: {reason}"
+        )),
+        rollout::Outcome::Failed { reason } => Err(reason),
     }
 }
