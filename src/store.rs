@@ -5,7 +5,7 @@
 //! Not for talking to any platform, and not for rendering: workers feed it [`Update`]s, the UI
 //! and the autoscaler read it. It holds no locks; its owner applies updates in one place.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
@@ -36,6 +36,9 @@ pub struct TargetState {
     pub controllers: HashMap<(WorkloadKind, String), Controller>,
     /// Newest last.
     pub events: VecDeque<EngineEvent>,
+    /// The ids of the replicas of each workload, kept in step with `replicas`, so one changed
+    /// replica re-summarizes its workload alone instead of regrouping the whole target.
+    members: HashMap<(WorkloadKind, String), HashSet<String>>,
 }
 
 /// A workload as the tables show it: its replicas and their aggregate state.
@@ -69,7 +72,12 @@ pub struct Store {
     stats: HashMap<(String, String), VecDeque<StatsSample>>,
     stats_history: usize,
     workloads: Vec<Workload>,
+    /// Everything is derived again at the next read (a snapshot, a new list of services or
+    /// controllers).
     workloads_stale: bool,
+    /// Workloads, by target index, whose replicas, stats or controller changed since the last
+    /// read; only these are summarized again (a watch reports pods one at a time).
+    changed: HashSet<(usize, (WorkloadKind, String))>,
 }
 
 /// What an update changed, so the UI knows how soon to redraw.
@@ -102,6 +110,7 @@ impl Store {
                 services: HashMap::new(),
                 controllers: HashMap::new(),
                 events: VecDeque::new(),
+                members: HashMap::new(),
             });
         }
     }
@@ -115,12 +124,18 @@ impl Store {
     }
 
     fn target_mut(&mut self, name: &str) -> &mut TargetState {
+        let i = self.target_index(name);
+        &mut self.targets[i]
+    }
+
+    /// The index of the target in `targets`, added (as Docker) when it is new. Targets are
+    /// never removed, so an index stays valid.
+    fn target_index(&mut self, name: &str) -> usize {
         if let Some(i) = self.targets.iter().position(|t| t.name == name) {
-            return &mut self.targets[i];
+            return i;
         }
         self.add_target(name, PlatformKind::Docker);
-        let last = self.targets.len() - 1;
-        &mut self.targets[last]
+        self.targets.len() - 1
     }
 
     /// Apply one update from a worker. Log updates are not the store's and change nothing.
@@ -147,6 +162,7 @@ impl Store {
                     })
                     .collect();
                 t.services = services.iter().map(|s| (s.id.clone(), s.clone())).collect();
+                t.members = members_of(&t.replicas);
                 // Stats of replicas the snapshot no longer has go with them.
                 let live: HashSet<&str> = replicas.iter().map(|r| r.id.as_str()).collect();
                 self.stats
@@ -155,16 +171,12 @@ impl Store {
                 Change::Structure
             }
             Update::Replica { target, replica } => {
-                let t = self.target_mut(target);
-                let replica = with_known_cpu_limit(replica.clone(), t.replicas.get(&replica.id));
-                t.replicas.insert(replica.id.clone(), replica);
-                self.workloads_stale = true;
+                self.put_replica(target, replica);
                 Change::Structure
             }
             Update::ReplicaRemoved { target, id } => {
-                self.target_mut(target).replicas.remove(id);
+                self.remove_replica(target, id);
                 self.stats.remove(&(target.clone(), id.clone()));
-                self.workloads_stale = true;
                 Change::Structure
             }
             Update::Service { target, service } => {
@@ -188,15 +200,18 @@ impl Store {
                 Change::Structure
             }
             Update::Controller { target, controller } => {
-                let t = self.target_mut(target);
-                t.controllers.insert(controller.key(), controller.clone());
-                self.workloads_stale = true;
+                let i = self.target_index(target);
+                self.targets[i]
+                    .controllers
+                    .insert(controller.key(), controller.clone());
+                self.changed.insert((i, controller.key()));
                 Change::Structure
             }
             Update::ControllerRemoved { target, kind, name } => {
-                let t = self.target_mut(target);
-                t.controllers.remove(&(*kind, name.clone()));
-                self.workloads_stale = true;
+                let i = self.target_index(target);
+                let key = (*kind, name.clone());
+                self.targets[i].controllers.remove(&key);
+                self.changed.insert((i, key));
                 Change::Structure
             }
             Update::Stats { target, id, sample } => self.record_stats(target, id, *sample),
@@ -214,13 +229,43 @@ impl Store {
         }
     }
 
-    fn record_stats(&mut self, target: &str, id: &str, sample: StatsSample) -> Change {
-        let known = self
-            .target(target)
-            .is_some_and(|t| t.replicas.contains_key(id));
-        if !known {
-            return Change::None;
+    /// A replica appeared or changed: it joins the workload it names now, leaving the one it
+    /// named before if that differs, and both are summarized again at the next read.
+    fn put_replica(&mut self, target: &str, replica: &Replica) {
+        let i = self.target_index(target);
+        let t = &mut self.targets[i];
+        let key = workload_of(replica);
+        let replica = with_known_cpu_limit(replica.clone(), t.replicas.get(&replica.id));
+        let id = replica.id.clone();
+        if let Some(old) = t.replicas.insert(id.clone(), replica) {
+            let old_key = workload_of(&old);
+            if old_key != key {
+                leave(&mut t.members, &old_key, &id);
+                self.changed.insert((i, old_key));
+            }
         }
+        t.members.entry(key.clone()).or_default().insert(id);
+        self.changed.insert((i, key));
+    }
+
+    fn remove_replica(&mut self, target: &str, id: &str) {
+        let i = self.target_index(target);
+        let t = &mut self.targets[i];
+        if let Some(old) = t.replicas.remove(id) {
+            let key = workload_of(&old);
+            leave(&mut t.members, &key, id);
+            self.changed.insert((i, key));
+        }
+    }
+
+    fn record_stats(&mut self, target: &str, id: &str, sample: StatsSample) -> Change {
+        let Some(i) = self.targets.iter().position(|t| t.name == target) else {
+            return Change::None;
+        };
+        let Some(replica) = self.targets[i].replicas.get(id) else {
+            return Change::None;
+        };
+        self.changed.insert((i, workload_of(replica)));
         let series = self
             .stats
             .entry((target.to_string(), id.to_string()))
@@ -229,7 +274,6 @@ impl Store {
             series.pop_front();
         }
         series.push_back(sample);
-        self.workloads_stale = true;
         Change::Numbers
     }
 
@@ -312,12 +356,16 @@ impl Store {
         self.target(target)?.replicas.get(id)
     }
 
-    /// The workloads of every target, ordered by target then name. Recomputed only after a
-    /// change, so calling it once per frame is cheap.
+    /// The workloads of every target, ordered by target, then kind, then name. After a
+    /// snapshot everything is derived again; after single replicas, stats or controllers
+    /// changed only their workloads are, so calling it once per frame is cheap.
     pub fn workloads(&mut self) -> &[Workload] {
         if self.workloads_stale {
             self.workloads = self.derive_workloads();
             self.workloads_stale = false;
+            self.changed.clear();
+        } else if !self.changed.is_empty() {
+            self.refresh_changed();
         }
         &self.workloads
     }
@@ -325,33 +373,87 @@ impl Store {
     fn derive_workloads(&self) -> Vec<Workload> {
         let mut out = Vec::new();
         for t in &self.targets {
-            let mut groups: BTreeMap<(WorkloadKind, String), Vec<&Replica>> = BTreeMap::new();
-            for r in t.replicas.values() {
-                groups.entry(workload_of(r)).or_default().push(r);
-            }
-            for s in t.services.values() {
-                groups
-                    .entry((WorkloadKind::SwarmService, s.name.clone()))
-                    .or_default();
-            }
-            for key in t.controllers.keys() {
-                groups.entry(key.clone()).or_default();
-            }
-            for ((kind, name), replicas) in groups {
-                let id = WorkloadId {
-                    target: t.name.clone(),
-                    kind,
-                    name,
-                };
-                let service = t
-                    .services
+            let mut keys: BTreeSet<(WorkloadKind, String)> = t.members.keys().cloned().collect();
+            keys.extend(
+                t.services
                     .values()
-                    .find(|s| kind == WorkloadKind::SwarmService && s.name == id.name);
-                let controller = t.controllers.get(&(kind, id.name.clone()));
-                out.push(self.summarize(id, replicas, service, controller));
-            }
+                    .map(|s| (WorkloadKind::SwarmService, s.name.clone())),
+            );
+            keys.extend(t.controllers.keys().cloned());
+            out.extend(keys.iter().filter_map(|key| self.summarize_key(t, key)));
         }
         out
+    }
+
+    /// Summarize again the workloads in `changed`, in place; the few that appeared or went
+    /// away are merged into the ordered list in one pass.
+    fn refresh_changed(&mut self) {
+        let changed = std::mem::take(&mut self.changed);
+        let fresh: Vec<(usize, (WorkloadKind, String), Option<Workload>)> = changed
+            .into_iter()
+            .map(|(i, key)| {
+                let w = self
+                    .targets
+                    .get(i)
+                    .and_then(|t| self.summarize_key(t, &key));
+                (i, key, w)
+            })
+            .collect();
+        let mut added = Vec::new();
+        let mut gone = HashSet::new();
+        for (i, (kind, name), w) in fresh {
+            let at = self
+                .workloads
+                .binary_search_by(|x| order_key(&self.targets, x).cmp(&(i, kind, name.as_str())));
+            match (at, w) {
+                (Ok(at), Some(w)) => self.workloads[at] = w,
+                (Ok(at), None) => {
+                    gone.insert(at);
+                }
+                (Err(_), Some(w)) => added.push(w),
+                (Err(_), None) => {}
+            }
+        }
+        if gone.is_empty() && added.is_empty() {
+            return;
+        }
+        let mut at = 0;
+        self.workloads.retain(|_| {
+            at += 1;
+            !gone.contains(&(at - 1))
+        });
+        self.workloads.extend(added);
+        let targets = &self.targets;
+        self.workloads
+            .sort_by(|a, b| order_key(targets, a).cmp(&order_key(targets, b)));
+    }
+
+    /// The workload `key` of target `t`, or `None` when it has no replica, service or
+    /// controller left.
+    fn summarize_key(&self, t: &TargetState, key: &(WorkloadKind, String)) -> Option<Workload> {
+        let (kind, name) = key;
+        let replicas: Vec<&Replica> = t
+            .members
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| t.replicas.get(id))
+            .collect();
+        let service = if *kind == WorkloadKind::SwarmService {
+            t.services.values().find(|s| s.name == *name)
+        } else {
+            None
+        };
+        let controller = t.controllers.get(key);
+        if replicas.is_empty() && service.is_none() && controller.is_none() {
+            return None;
+        }
+        let id = WorkloadId {
+            target: t.name.clone(),
+            kind: *kind,
+            name: name.clone(),
+        };
+        Some(self.summarize(id, replicas, service, controller))
     }
 
     fn summarize(
@@ -430,6 +532,43 @@ fn with_known_cpu_limit(mut replica: Replica, before: Option<&Replica>) -> Repli
         replica.cpu_limit = before.and_then(|b| b.cpu_limit);
     }
     replica
+}
+
+/// Where a workload sits in the store's list: its target's place, then kind and name.
+fn order_key<'a>(targets: &[TargetState], w: &'a Workload) -> (usize, WorkloadKind, &'a str) {
+    let target = targets
+        .iter()
+        .position(|t| t.name == w.id.target)
+        .unwrap_or(usize::MAX);
+    (target, w.id.kind, w.id.name.as_str())
+}
+
+/// The replica ids of each workload among `replicas`.
+fn members_of(
+    replicas: &HashMap<String, Replica>,
+) -> HashMap<(WorkloadKind, String), HashSet<String>> {
+    let mut members: HashMap<(WorkloadKind, String), HashSet<String>> = HashMap::new();
+    for (id, r) in replicas {
+        members
+            .entry(workload_of(r))
+            .or_default()
+            .insert(id.clone());
+    }
+    members
+}
+
+/// Take replica `id` out of workload `key`, forgetting the workload once it has none.
+fn leave(
+    members: &mut HashMap<(WorkloadKind, String), HashSet<String>>,
+    key: &(WorkloadKind, String),
+    id: &str,
+) {
+    if let Some(ids) = members.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            members.remove(key);
+        }
+    }
 }
 
 fn add_sample(into: &mut StatsSample, s: &StatsSample) {
@@ -661,6 +800,107 @@ mod tests {
             .map(|w| w.id.name.as_str())
             .collect();
         assert_eq!(names, vec!["shop/web"]);
+    }
+
+    #[test]
+    fn workloads_kept_up_one_change_at_a_time_equal_those_derived_from_scratch() {
+        let pod = |id: &str, kind: WorkloadKind, workload: &str| {
+            let mut p = replica(id, id, &[]);
+            p.workload = Some((kind, workload.to_string()));
+            p
+        };
+        let prod = |update: fn(String) -> Update| update("prod".to_string());
+        // Targets keep the order they were added in: prod first, then local.
+        let mut store = Store::new(5);
+        store.add_target("prod", PlatformKind::Kubernetes);
+        store.apply(&snapshot(vec![replica("x", "g-1", &[(GROUP_LABEL, "g")])]));
+        store.apply(&Update::Snapshot {
+            target: "prod".to_string(),
+            replicas: vec![
+                pod("a", WorkloadKind::Deployment, "shop/web"),
+                pod("b", WorkloadKind::Deployment, "shop/web"),
+                pod("c", WorkloadKind::Pod, "shop/c"),
+            ],
+            services: Vec::new(),
+        });
+        store.workloads();
+        let mut exited = pod("a", WorkloadKind::Deployment, "shop/web");
+        exited.state = "exited".to_string();
+        let changes = vec![
+            Update::Replica {
+                target: "prod".to_string(),
+                replica: pod("b", WorkloadKind::Deployment, "shop/api"),
+            },
+            Update::Replica {
+                target: "prod".to_string(),
+                replica: pod("d", WorkloadKind::Pod, "shop/d"),
+            },
+            prod(|target| Update::ReplicaRemoved {
+                target,
+                id: "c".to_string(),
+            }),
+            prod(|target| Update::Stats {
+                target,
+                id: "a".to_string(),
+                sample: StatsSample {
+                    cpu_percent: 12.0,
+                    ..StatsSample::default()
+                },
+            }),
+            Update::Replica {
+                target: "prod".to_string(),
+                replica: exited,
+            },
+            prod(|target| Update::Controller {
+                target,
+                controller: deployment("shop/idle", 0),
+            }),
+            prod(|target| Update::Controller {
+                target,
+                controller: deployment("shop/web", 3),
+            }),
+            prod(|target| Update::ControllerRemoved {
+                target,
+                kind: WorkloadKind::Deployment,
+                name: "shop/idle".to_string(),
+            }),
+            Update::Replica {
+                target: "local".to_string(),
+                replica: replica("y", "g-2", &[(GROUP_LABEL, "g")]),
+            },
+        ];
+        for (n, change) in changes.iter().enumerate() {
+            store.apply(change);
+            let kept = store.workloads().to_vec();
+            assert_eq!(
+                kept,
+                store.derive_workloads(),
+                "after change {n}: {change:?}"
+            );
+        }
+        let seen: Vec<(&str, &str, usize, usize, &str)> = store
+            .workloads()
+            .iter()
+            .map(|w| {
+                let id = &w.id;
+                (
+                    id.target.as_str(),
+                    id.name.as_str(),
+                    w.replicas.len(),
+                    w.desired,
+                    w.state.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("prod", "shop/api", 1, 1, "running"),
+                ("prod", "shop/web", 1, 3, "exited"),
+                ("prod", "shop/d", 1, 1, "running"),
+                ("local", "g", 2, 2, "running"),
+            ]
+        );
     }
 
     #[test]
