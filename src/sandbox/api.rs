@@ -1090,8 +1090,17 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
     json!({"name": group, "versions": versions, "preferredVersion": versions[0]})
 }
 
+/// Groups another router serves on the same server (the pod metrics API).
+const OTHER_GROUPS: [(&str, &[&str]); 1] = [("metrics.k8s.io", &["v1beta1"])];
+
+fn all_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups = resources::groups();
+    groups.extend(OTHER_GROUPS.iter().map(|(g, vs)| (*g, vs.to_vec())));
+    groups
+}
+
 fn group_list() -> Value {
-    let groups: Vec<Value> = resources::groups()
+    let groups: Vec<Value> = all_groups()
         .iter()
         .map(|(g, vs)| group_json(g, vs))
         .collect();
@@ -1099,7 +1108,7 @@ fn group_list() -> Value {
 }
 
 fn group_object(group: &str) -> Result<Value, ApiError> {
-    let groups = resources::groups();
+    let groups = all_groups();
     let (name, versions) = groups.iter().find(|(g, _)| *g == group).ok_or_else(|| {
         ApiError::new(
             404,

@@ -251,8 +251,11 @@ impl Sandbox {
         let cluster = Arc::new(Cluster::new(listener.local_addr()?));
         seed(&cluster, &options.objects)?;
 
-        let router = api::router(cluster.clone());
-        // merged when promql.rs lands
+        let clock = traffic::Clock::new(options.speed).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--speed: {e}"))
+        })?;
+        let view: Arc<dyn ClusterView> = cluster.clone();
+        let router = api::router(cluster.clone()).merge(promql::router(view, clock));
         let mut shutdown = cluster.shutdown.subscribe();
         let server = tokio::spawn(async move {
             let stopped = async move {

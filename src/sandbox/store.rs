@@ -60,6 +60,9 @@ pub struct Inner {
     dropped_through: u64,
     /// Watches from a resourceVersion older than this are answered 410.
     oldest_watchable: u64,
+    /// Counts creations and deletions per resource, so a reader can tell the set of objects
+    /// changed without looking at them.
+    membership: HashMap<&'static str, u64>,
     seed: u64,
 }
 
@@ -67,6 +70,11 @@ impl Inner {
     /// The current resourceVersion.
     pub fn rv(&self) -> u64 {
         self.rv
+    }
+
+    /// Changes whenever an object of this resource is created or deleted.
+    pub fn membership(&self, resource: &ResourceType) -> u64 {
+        self.membership.get(resource.plural).copied().unwrap_or(0)
     }
 
     /// Every object of one resource, in namespace and name order.
@@ -199,6 +207,7 @@ impl Store {
             history_limit: history_limit.max(1),
             dropped_through: 0,
             oldest_watchable: 0,
+            membership: HashMap::new(),
             seed,
         };
         let (changes, _) = broadcast::channel(65_536);
@@ -358,6 +367,7 @@ impl Store {
                     .entry(resource.plural)
                     .or_default()
                     .insert(key, object.clone());
+                *inner.membership.entry(resource.plural).or_default() += 1;
                 inner.record(
                     &self.changes,
                     resource,
@@ -413,6 +423,7 @@ impl Store {
             return Err(ApiError::not_found(resource, name));
         };
         inner.rv += 1;
+        *inner.membership.entry(resource.plural).or_default() += 1;
         let mut last = (*removed).clone();
         last["metadata"]["resourceVersion"] = Value::String(inner.rv.to_string());
         let last = Arc::new(last);

@@ -30,18 +30,21 @@ pub const MANAGER: &str = "kube-controller-manager";
 
 /// Runs the controllers until `shutdown` changes.
 pub async fn run(cluster: Arc<Cluster>, timing: pods::Timing, mut shutdown: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(PASS_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rest = PASS_EVERY;
     loop {
         tokio::select! {
-            _ = every.tick() => {}
+            _ = tokio::time::sleep(rest) => {}
             _ = shutdown.changed() => return,
         }
+        let started = std::time::Instant::now();
         let cluster = cluster.clone();
         let pass = tokio::task::spawn_blocking(move || pass(&cluster, timing)).await;
         if let Err(error) = pass {
             tracing::error!(%error, "a sandbox controller pass failed");
         }
+        // A slow pass (many pods) is followed by as long a rest, so the controllers never
+        // take more than half of a core from the API server.
+        rest = PASS_EVERY.max(started.elapsed());
     }
 }
 

@@ -47,14 +47,16 @@ struct PodSim {
     created: Instant,
     scheduled_at: Option<DateTime<Utc>>,
     containers: Vec<ContainerSim>,
-    /// What the stored status last said, to write only changes.
-    written: String,
+    /// The summary of the status last written, to write only changes.
+    written: Option<u64>,
 }
 
 /// The simulated state of every pod, by namespace and name.
 #[derive(Default)]
 pub struct PodSims {
     pods: Mutex<HashMap<Key, PodSim>>,
+    /// The store's pod membership when the simulations were last matched to the pods.
+    matched: Mutex<Option<u64>>,
 }
 
 /// How pods behave over time.
@@ -111,16 +113,26 @@ impl PodSims {
 /// One pass of the node over every pod.
 pub fn tick(cluster: &Cluster, timing: Timing) {
     let now = Instant::now();
-    let present = discover(cluster, now);
+    let membership = cluster.store.read(|inner| inner.membership(&PODS));
+    let mut matched = cluster
+        .pods
+        .matched
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if *matched != Some(membership) {
+        let present = discover(cluster, now);
+        cluster.pods.lock().retain(|key, _| present.contains(key));
+        *matched = Some(membership);
+    }
+    drop(matched);
     let mut writes = Vec::new();
     {
         let mut pods = cluster.pods.lock();
-        pods.retain(|key, _| present.contains(key));
         for (key, sim) in pods.iter_mut() {
             let happened = advance(sim, timing, now);
             let summary = summary(sim, timing, now);
-            if summary != sim.written || !happened.is_empty() {
-                sim.written = summary;
+            if Some(summary) != sim.written || !happened.is_empty() {
+                sim.written = Some(summary);
                 writes.push((key.clone(), status(sim, timing, now), happened));
             }
         }
@@ -191,7 +203,7 @@ fn new_sim(pod: &Value, now: Instant) -> PodSim {
         created: now,
         scheduled_at: None,
         containers,
-        written: String::new(),
+        written: None,
     }
 }
 
@@ -262,19 +274,27 @@ fn is_ready(container: &ContainerSim, timing: Timing, now: Instant) -> bool {
         })
 }
 
-/// A short text that changes whenever the status would.
-fn summary(sim: &PodSim, timing: Timing, now: Instant) -> String {
-    let mut text = String::new();
-    for c in &sim.containers {
-        text.push(if is_ready(c, timing, now) { '+' } else { '-' });
-        let state = match (c.running_since, c.back_off_until) {
-            (Some(_), _) => "r",
-            (None, Some(_)) => "b",
-            (None, None) => "w",
-        };
-        text.push_str(&format!("{state}{}{};", c.restarts, c.instances.len()));
-    }
-    text
+/// A number that changes whenever the status would.
+fn summary(sim: &PodSim, timing: Timing, now: Instant) -> u64 {
+    sim.containers
+        .iter()
+        .fold(sim.containers.len() as u64, |hash, c| {
+            let state = match (c.running_since, c.back_off_until) {
+                (Some(_), _) => 1,
+                (None, Some(_)) => 2,
+                (None, None) => 3,
+            };
+            let ready = u64::from(is_ready(c, timing, now));
+            let parts = [
+                state,
+                ready,
+                u64::from(c.restarts),
+                c.instances.len() as u64,
+            ];
+            parts
+                .iter()
+                .fold(hash, |h, p| h.wrapping_mul(0x100_0000_01b3) ^ p)
+        })
 }
 
 fn status(sim: &PodSim, timing: Timing, now: Instant) -> Value {
