@@ -8,6 +8,10 @@ pub const VERBS: &[(&str, &str)] = &[
     ("logs", "logs of the selected workload"),
     ("rules", "the autoscaler view: rules and their decisions"),
     ("host", "show one target: :host NAME, or :host to show all"),
+    (
+        "ctx",
+        "show one Kubernetes context: :ctx NAME, or :ctx to show all",
+    ),
     ("help", "the key help"),
     ("quit", "leave the console"),
 ];
@@ -81,6 +85,18 @@ pub fn parse(input: &str, targets: &[String]) -> Result<Command, String> {
     let Some(verb) = words.next() else {
         return Err("empty command; try :workloads, :logs, :host NAME, :help or :quit".into());
     };
+    // A target's name is the rest of the line: a kubeconfig context may have spaces in it.
+    if matches!(verb, "host" | "ctx" | "target") {
+        let rest = input.trim_start()[verb.len()..].trim();
+        return match rest {
+            "" => Ok(Command::Host(None)),
+            name if targets.iter().any(|t| t == name) => Ok(Command::Host(Some(name.to_string()))),
+            name => Err(format!(
+                "no target named {name:?}; known targets: {}",
+                targets.join(", ")
+            )),
+        };
+    }
     let arg = words.next();
     if let Some(extra) = words.next() {
         return Err(format!(
@@ -94,16 +110,6 @@ pub fn parse(input: &str, targets: &[String]) -> Result<Command, String> {
         ("rules" | "rule" | "autoscaler", None) => Command::Rules,
         ("help" | "h", None) => Command::Help,
         ("quit" | "q" | "q!", None) => Command::Quit,
-        ("host" | "ctx" | "target", None) => Command::Host(None),
-        ("host" | "ctx" | "target", Some(name)) => {
-            if !targets.iter().any(|t| t == name) {
-                return Err(format!(
-                    "no target named {name:?}; known targets: {}",
-                    targets.join(", ")
-                ));
-            }
-            Command::Host(Some(name.to_string()))
-        }
         (verb, Some(arg)) if VERBS.iter().any(|(v, _)| *v == verb) => {
             return Err(format!(":{verb} takes no argument (got {arg:?})"));
         }
@@ -158,6 +164,10 @@ mod tests {
             Ok(Command::Host(Some("lab".to_string())))
         );
         assert_eq!(parse("host", &targets()), Ok(Command::Host(None)));
+        assert_eq!(
+            parse("ctx  prod eu ", &["prod eu".to_string()]),
+            Ok(Command::Host(Some("prod eu".into())))
+        );
         let err = parse("host prod", &targets()).unwrap_err();
         assert!(
             err.contains("\"prod\"") && err.contains("local, lab"),
