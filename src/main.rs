@@ -85,6 +85,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = Config::load(&paths)?;
+    let kube = kube_selection(&cli);
     if let Some(mut command) = cli.command {
         command.take_docker_host(cli.docker_host.as_deref());
         // One-shot commands read `--read-only` from the config they are given.
@@ -92,7 +93,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         if cli.prometheus.is_some() {
             config.autoscaler.prometheus = cli.prometheus.clone();
         }
-        return Ok(one_shot(command, &paths, &config));
+        return Ok(one_shot(command, &paths, &config, &kube));
     }
     if let Some(address) = &cli.prometheus {
         PrometheusSource::new(address).wrap_err("--prometheus")?;
@@ -187,7 +188,12 @@ fn daemon(cli: Cli, config: Config, paths: Paths) -> Result<ExitCode> {
 }
 
 /// The commands that connect to a target, do one thing and exit with its code.
-fn one_shot(command: Command, paths: &Paths, config: &Config) -> ExitCode {
+fn one_shot(
+    command: Command,
+    paths: &Paths,
+    config: &Config,
+    kube: &kube_config::Selection,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -201,9 +207,9 @@ fn one_shot(command: Command, paths: &Paths, config: &Config) -> ExitCode {
     let code = runtime.block_on(async {
         match command {
             Command::Rollout { .. } | Command::Rollback { .. } | Command::History { .. } => {
-                pilothouse::rollout::cli::run(command, paths, config).await
+                pilothouse::rollout::cli::run(command, paths, config, kube).await
             }
-            other => pilothouse::ops::run(other, paths, config).await,
+            other => pilothouse::ops::run(other, paths, config, kube).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -15,11 +15,17 @@ use serde::Serialize;
 use crate::cli::Command;
 use crate::config::Config;
 use crate::paths::Paths;
+use crate::platform::kubernetes::Selection;
 
 pub use target::{Failure, Target};
 
 /// Runs `scale` or `status`; the exit code. `config.read_only` already holds `--read-only`.
-pub async fn run(command: Command, paths: &Paths, config: &Config) -> u8 {
+/// A Kubernetes context chosen in `kube` (`--context` or `--kubeconfig`) is scaled or listed
+/// too (see [`crate::rollout::kube_cli`]).
+pub async fn run(command: Command, paths: &Paths, config: &Config, kube: &Selection) -> u8 {
+    if crate::rollout::kube_cli::chosen(kube) {
+        return crate::rollout::kube_cli::run(command, paths, config, kube).await;
+    }
     match command {
         Command::Scale {
             target,

@@ -76,12 +76,36 @@ pub async fn run(
     paths: &Paths,
     config: &Config,
 ) -> u8 {
+    match collect(docker_host, target, paths, config).await {
+        Ok((report, code)) => {
+            print(&report, output);
+            code
+        }
+        Err(usage) => report(&usage),
+    }
+}
+
+/// Prints the report as `--output` asks.
+pub fn print(report: &StatusReport, output: Output) {
+    match output {
+        Output::Text => print_out(&text(report)),
+        Output::Json => print_out(&json_line(report)),
+    }
+}
+
+/// Lists the Docker targets: the report and its exit code, or the usage error that stops it.
+pub async fn collect(
+    docker_host: Option<&str>,
+    target: Option<&str>,
+    paths: &Paths,
+    config: &Config,
+) -> Result<(StatusReport, u8), Failure> {
     let opened = target::open_all(docker_host, target, config).await;
     if let Some((_, Err(usage))) = opened
         .iter()
         .find(|(_, r)| r.as_ref().is_err_and(|f| f.code == exit::USAGE))
     {
-        return report(usage);
+        return Err(usage.clone());
     }
     let mut targets = Vec::with_capacity(opened.len());
     let mut code = exit::OK;
@@ -105,16 +129,11 @@ pub async fn run(
         };
         targets.push(status);
     }
-    let report = StatusReport { targets };
-    match output {
-        Output::Text => print_out(&text(&report)),
-        Output::Json => print_out(&json_line(&report)),
-    }
-    code
+    Ok((StatusReport { targets }, code))
 }
 
 /// The exit code of several outcomes: a target not reached wins over another failure.
-fn worse(code: u8, other: u8) -> u8 {
+pub fn worse(code: u8, other: u8) -> u8 {
     match (code, other) {
         (exit::UNREACHABLE, _) | (_, exit::UNREACHABLE) => exit::UNREACHABLE,
         (exit::OK, other) => other,

@@ -34,18 +34,23 @@ use crate::ops::exit;
 use crate::ops::target::{self, Failure, Target};
 use crate::paths::Paths;
 use crate::platform::docker::scale::{self, Members};
+use crate::platform::kubernetes::Selection;
 use crate::text::sanitize_plain;
 
 /// The variable a rollout started in the background is marked with, so it does not start
 /// another.
-const BACKGROUND_VAR: &str = "PILOTHOUSE_ROLLOUT_BACKGROUND";
+pub(crate) const BACKGROUND_VAR: &str = "PILOTHOUSE_ROLLOUT_BACKGROUND";
 /// Time between analysis readings when --analysis-interval is not given.
 const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(10);
 /// How long starting a rollout in the background waits for it to report.
 const BACKGROUND_START: Duration = Duration::from_secs(30);
 
-/// Runs `rollout`, `rollback` or `history`; the exit code.
-pub async fn run(command: Command, paths: &Paths, config: &Config) -> u8 {
+/// Runs `rollout`, `rollback` or `history`; the exit code. A Kubernetes context chosen in
+/// `kube` (`--context` or `--kubeconfig`) runs them there instead (see [`super::kube_cli`]).
+pub async fn run(command: Command, paths: &Paths, config: &Config, kube: &Selection) -> u8 {
+    if super::kube_cli::chosen(kube) {
+        return super::kube_cli::run(command, paths, config, kube).await;
+    }
     let result = match command {
         Command::Rollout {
             command: Some(sub), ..
@@ -1062,15 +1067,21 @@ async fn start_in_background(
     paths: &Paths,
     config: &Config,
 ) -> Result<u8, Failure> {
-    use std::os::unix::process::CommandExt;
     let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
     // A name that matches nothing is told here, before a log file is made for it.
     crate::ops::scale::find(&target, args.workload.trim()).await?;
     let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
-    if state::is_running(&files) {
+    run_in_background(&files, args.workload.trim()).await
+}
+
+/// Starts this command again with `--wait` as a process of its own writing `files`' log, and
+/// returns once its state file shows it started (or it ended); `workload` as the user wrote it.
+pub(crate) async fn run_in_background(files: &Files, workload: &str) -> Result<u8, Failure> {
+    use std::os::unix::process::CommandExt;
+    if state::is_running(files) {
         return Err(failed(format!(
-            "a rollout of {} is running already; see `pilothouse rollout status {}`",
-            args.workload, args.workload
+            "a rollout of {workload} is running already; see `pilothouse rollout status \
+             {workload}`"
         )));
     }
     let exe =
@@ -1117,12 +1128,10 @@ async fn start_in_background(
             && Some(state.started) != before
         {
             println!(
-                "{}: rollout to revision {} ({}) started in the background (pid {pid}); follow it \
-                 with `pilothouse rollout status {} --wait`; its log is {}",
-                state.workload,
+                "{workload}: rollout to revision {} ({}) started in the background (pid {pid}); \
+                 follow it with `pilothouse rollout status {workload} --wait`; its log is {}",
                 state.to_revision,
                 state.image,
-                state.workload,
                 files.log.display()
             );
             return Ok(exit::OK);
@@ -1130,12 +1139,10 @@ async fn start_in_background(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "{}: a rollout was started in the background (pid {pid}) but has not reported within \
-         {} s; see its log {} and `pilothouse rollout status {}`",
-        args.workload,
+        "{workload}: a rollout was started in the background (pid {pid}) but has not reported \
+         within {} s; see its log {} and `pilothouse rollout status {workload}`",
         BACKGROUND_START.as_secs(),
         files.log.display(),
-        args.workload
     );
     Ok(exit::OK)
 }
@@ -1150,17 +1157,24 @@ async fn status(
 ) -> Result<u8, Failure> {
     let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
     let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
+    follow_state(&files, args.workload.trim(), &target.address, wait, output).await
+}
+
+/// Shows the rollout `files` record (of `workload` on the target at `address`), following it
+/// to its end with `wait`; the exit code its outcome gives.
+pub(crate) async fn follow_state(
+    files: &Files,
+    workload: &str,
+    address: &str,
+    wait: bool,
+    output: Output,
+) -> Result<u8, Failure> {
     let mut shown: Option<RolloutState> = None;
     loop {
         let mut state = state::read_state(&files.state)
             .map_err(failed)?
-            .ok_or_else(|| {
-                failed(format!(
-                    "no rollout of {} is recorded on {}",
-                    args.workload, target.address
-                ))
-            })?;
-        let running = state::is_running(&files);
+            .ok_or_else(|| failed(format!("no rollout of {workload} is recorded on {address}")))?;
+        let running = state::is_running(files);
         if !running && !state.phase.is_final() {
             state.phase = Phase::Interrupted;
             state.message = format!(
@@ -1243,7 +1257,6 @@ async fn control(
     let target = target::open(args.docker_host.as_deref(), args.target.as_deref(), config).await?;
     let name = args.workload.trim();
     let files = Files::new(&paths.state_dir, &target.engine_id, name);
-    let audit = AuditLog::new(paths.audit_log());
     let request = ActionRequest {
         workload: WorkloadId {
             target: target.name.clone(),
@@ -1261,26 +1274,41 @@ async fn control(
         confirmed: true,
         reason: None,
     };
-    if config.read_only {
-        let why = format!(
-            "read-only mode (--read-only, or read_only in config.toml): {} is refused",
-            request.describe()
-        );
-        audit.record(&request, "refused", &why);
-        return Err(failed(why));
-    }
-    if let Err(e) = state::send_control(&files, word) {
-        let why = format!("{name}: {e}");
-        audit.record(&request, "refused", &why);
-        return Err(failed(why));
-    }
-    audit.record(&request, "ok", &request.describe());
+    send_control(&files, &request, word, paths, config)?;
     println!(
         "{}: {} sent to the rollout in progress",
         args.workload,
         word.as_str()
     );
     Ok(exit::OK)
+}
+
+/// Leaves `word` for the rollout `files` record, as the audited action `request`; refused in
+/// read-only mode and when no rollout runs.
+pub(crate) fn send_control(
+    files: &Files,
+    request: &ActionRequest,
+    word: Control,
+    paths: &Paths,
+    config: &Config,
+) -> Result<(), Failure> {
+    let audit = AuditLog::new(paths.audit_log());
+    let name = &request.workload.name;
+    if config.read_only {
+        let why = format!(
+            "read-only mode (--read-only, or read_only in config.toml): {} is refused",
+            request.describe()
+        );
+        audit.record(request, "refused", &why);
+        return Err(failed(why));
+    }
+    if let Err(e) = state::send_control(files, word) {
+        let why = format!("{name}: {e}");
+        audit.record(request, "refused", &why);
+        return Err(failed(why));
+    }
+    audit.record(request, "ok", &request.describe());
+    Ok(())
 }
 
 /// `history WORKLOAD`.

@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod history;
+pub mod kube_cli;
 pub mod plan;
 pub mod probe;
 pub mod revision;
