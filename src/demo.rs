@@ -45,6 +45,8 @@ impl Demo {
         let paths = Paths::under(dir.path());
         let sandbox = Sandbox::spawn(sandbox::Options {
             speed,
+            // The demo's day starts where its first burst of traffic comes within seconds.
+            start_of_day: Some(sandbox::demo::START_SECONDS_OF_DAY),
             objects: sandbox::demo::objects(),
             ..sandbox::Options::default()
         })
@@ -120,6 +122,7 @@ pub fn serve_sandbox(args: SandboxArgs) -> Result<ExitCode> {
     } else {
         Vec::new()
     };
+    let start_of_day = args.demo.then_some(sandbox::demo::START_SECONDS_OF_DAY);
     if args.pods > 0 {
         objects.extend(bench_pods(args.pods));
     }
@@ -132,6 +135,7 @@ pub fn serve_sandbox(args: SandboxArgs) -> Result<ExitCode> {
         let sandbox = Sandbox::start(sandbox::Options {
             listen: args.listen,
             speed,
+            start_of_day,
             objects,
             ..sandbox::Options::default()
         })

@@ -61,6 +61,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// How many times faster than the wall clock the simulated traffic runs.
     pub speed: f64,
+    /// The simulated time of day (seconds after midnight) at start; `None` is the local time.
+    pub start_of_day: Option<f64>,
     /// Objects created at start, in order (namespaces first).
     pub objects: Vec<Value>,
     /// How long a new pod takes to become Ready.
@@ -72,6 +74,7 @@ impl Default for Options {
         Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             speed: 1.0,
+            start_of_day: None,
             objects: Vec::new(),
             pod_start: Duration::from_secs(2),
         }
@@ -251,7 +254,11 @@ impl Sandbox {
         let cluster = Arc::new(Cluster::new(listener.local_addr()?));
         seed(&cluster, &options.objects)?;
 
-        let clock = traffic::Clock::new(options.speed).map_err(|e| {
+        let clock = match options.start_of_day {
+            Some(start) => traffic::Clock::starting_at(start, options.speed),
+            None => traffic::Clock::new(options.speed),
+        };
+        let clock = clock.map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--speed: {e}"))
         })?;
         let view: Arc<dyn ClusterView> = cluster.clone();
