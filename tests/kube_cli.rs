@@ -352,3 +352,39 @@ fn an_api_server_that_does_not_answer_exits_3() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["targets"][0]["connected"], false);
 }
+
+#[test]
+fn a_rollout_in_the_background_is_followed_and_aborted_through_its_state_file() {
+    let h = harness();
+    let out = h.run(&["rollout", "web", "--image", "sandbox/web:1.5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("started in the background"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = h.run(&["rollout", "status", "web", "--wait", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let last = json_lines(&out).pop().unwrap();
+    assert_eq!(last["phase"], "succeeded", "{last}");
+    assert_eq!(last["image"], "sandbox/web:1.5");
+
+    // An image that never gets ready, aborted long before its progress deadline.
+    let out = h.run(&["rollout", "web", "--image", "sandbox/web:1.6-unhealthy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = h.run(&["rollout", "abort", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = h.run(&["rollout", "status", "web", "--wait"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("aborted"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(h.workload("shop/web")["images"][0], "sandbox/web:1.5");
+
+    // Nothing runs now: abort is refused, and so audited.
+    let out = h.run(&["rollout", "abort", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(h.audit().iter().any(|a| a["outcome"] == "refused"));
+}
