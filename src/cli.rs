@@ -214,7 +214,8 @@ impl Command {
 /// The workload a one-shot command works on, and where it runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// The workload: PROJECT/SERVICE for a Compose service, NAME for a Pilothouse group.
+    /// The workload: PROJECT/SERVICE for a Compose service, NAME for a Pilothouse group; with
+    /// --context or --kubeconfig, deployment/NAME, statefulset/NAME (deploy/, sts/) or NAME.
     #[arg(value_name = "WORKLOAD")]
     pub workload: String,
     /// Docker host to use instead of the targets in config.toml (unix://, tcp://, http://).
