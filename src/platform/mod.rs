@@ -8,7 +8,7 @@ pub mod docker;
 pub mod kubernetes;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{
     ConnState, Controller, EngineEvent, Replica, StatsSample, SwarmService, WorkloadId,
@@ -150,4 +150,57 @@ pub enum Request {
     StopLogs { stream: u64 },
     /// Inspect one replica now (env, security) and send it as an [`Update::Replica`].
     Inspect { id: String },
+}
+
+impl Request {
+    /// Answers this request with `reason` instead of doing it: an action's reply is the error,
+    /// and a log stream it asks for ends at once saying why.
+    pub async fn refuse(self, reason: &str, updates: &mpsc::Sender<Update>) {
+        let ended = |stream, replica| Update::LogsEnded {
+            stream,
+            replica,
+            reason: reason.to_string(),
+        };
+        match self {
+            Request::Restart { reply, .. }
+            | Request::Scale { reply, .. }
+            | Request::SetImage { reply, .. }
+            | Request::RolloutRestart { reply, .. }
+            | Request::Undo { reply, .. } => {
+                let _ = reply.send(Err(reason.to_string()));
+            }
+            Request::FollowLogs {
+                stream, replicas, ..
+            } => {
+                for (_, replica) in replicas {
+                    let _ = updates.send(ended(stream, replica)).await;
+                }
+            }
+            Request::PreviousLogs { stream, replica } => {
+                let _ = updates.send(ended(stream, replica.1)).await;
+            }
+            Request::StopLogs { .. } | Request::Inspect { .. } => {}
+        }
+    }
+}
+
+/// Sleeps `delay`, refusing every request that arrives meanwhile with `reason`; false when
+/// `requests` closed (the app is quitting).
+pub async fn wait_refusing(
+    requests: &mut mpsc::Receiver<Request>,
+    delay: std::time::Duration,
+    reason: &str,
+    updates: &mpsc::Sender<Update>,
+) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            request = requests.recv() => match request {
+                None => return false,
+                Some(request) => request.refuse(reason, updates).await,
+            },
+        }
+    }
 }

@@ -205,52 +205,19 @@ impl Worker {
         delay: Duration,
         why: &str,
     ) -> bool {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return true,
-                request = requests.recv() => match request {
-                    None => return false,
-                    Some(request) => self.refuse(request, why).await,
-                },
-            }
-        }
+        let reason = self.not_connected(why);
+        crate::platform::wait_refusing(requests, delay, &reason, &self.updates).await
     }
 
     /// Answers a request that cannot be served while the target is not connected.
     async fn refuse(&mut self, request: Request, why: &str) {
-        let reason = format!("not connected to Docker target {}: {why}", self.target);
-        match request {
-            Request::Restart { reply, .. }
-            | Request::Scale { reply, .. }
-            | Request::SetImage { reply, .. }
-            | Request::RolloutRestart { reply, .. }
-            | Request::Undo { reply, .. } => {
-                let _ = reply.send(Err(reason));
-            }
-            Request::FollowLogs {
-                stream, replicas, ..
-            } => {
-                for (_, replica) in replicas {
-                    let ended = Update::LogsEnded {
-                        stream,
-                        replica,
-                        reason: reason.clone(),
-                    };
-                    let _ = self.updates.send(ended).await;
-                }
-            }
-            Request::PreviousLogs { stream, replica } => {
-                let ended = Update::LogsEnded {
-                    stream,
-                    replica: replica.1,
-                    reason,
-                };
-                let _ = self.updates.send(ended).await;
-            }
-            Request::StopLogs { .. } | Request::Inspect { .. } => {}
-        }
+        request
+            .refuse(&self.not_connected(why), &self.updates)
+            .await;
+    }
+
+    fn not_connected(&self, why: &str) -> String {
+        format!("not connected to Docker target {}: {why}", self.target)
     }
 
     /// Runs an action in the background and replies with its outcome.

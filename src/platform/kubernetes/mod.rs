@@ -197,51 +197,19 @@ impl Worker {
         delay: Duration,
         why: &str,
     ) -> bool {
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return true,
-                request = requests.recv() => match request {
-                    None => return false,
-                    Some(request) => self.refuse(request, why).await,
-                },
-            }
-        }
+        let reason = self.not_connected(why);
+        crate::platform::wait_refusing(requests, delay, &reason, &self.updates).await
     }
 
     /// Answers a request that cannot be served while the target is not connected.
     async fn refuse(&mut self, request: Request, why: &str) {
-        let reason = format!("not connected to Kubernetes target {}: {why}", self.name);
-        match request {
-            Request::Restart { reply, .. }
-            | Request::Scale { reply, .. }
-            | Request::SetImage { reply, .. }
-            | Request::RolloutRestart { reply, .. }
-            | Request::Undo { reply, .. } => {
-                let _ = reply.send(Err(reason));
-            }
-            Request::FollowLogs {
-                stream, replicas, ..
-            } => {
-                for (_, replica) in replicas {
-                    self.send_ended(stream, replica, &reason).await;
-                }
-            }
-            Request::PreviousLogs { stream, replica } => {
-                self.send_ended(stream, replica.1, &reason).await;
-            }
-            Request::StopLogs { .. } | Request::Inspect { .. } => {}
-        }
+        request
+            .refuse(&self.not_connected(why), &self.updates)
+            .await;
     }
 
-    async fn send_ended(&self, stream: u64, replica: String, reason: &str) {
-        let ended = Update::LogsEnded {
-            stream,
-            replica,
-            reason: reason.to_string(),
-        };
-        let _ = self.updates.send(ended).await;
+    fn not_connected(&self, why: &str) -> String {
+        format!("not connected to Kubernetes target {}: {why}", self.name)
     }
 
     /// Runs an action in the background and replies with its outcome.
