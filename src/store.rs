@@ -459,15 +459,17 @@ impl Store {
     fn summarize(
         &self,
         id: WorkloadId,
-        mut replicas: Vec<&Replica>,
+        replicas: Vec<&Replica>,
         service: Option<&SwarmService>,
         controller: Option<&Controller>,
     ) -> Workload {
-        replicas.sort_by(|a, b| {
-            replica_number(a)
-                .cmp(&replica_number(b))
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        // Each replica's number is read from its labels once, not at every comparison.
+        let mut numbered: Vec<(u64, &Replica)> = replicas
+            .into_iter()
+            .map(|r| (replica_number(r), r))
+            .collect();
+        numbered.sort_by(|(na, a), (nb, b)| na.cmp(nb).then_with(|| a.name.cmp(&b.name)));
+        let replicas: Vec<&Replica> = numbered.into_iter().map(|(_, r)| r).collect();
         let ready = replicas.iter().filter(|r| r.is_ready()).count();
         let desired = match service
             .and_then(|s| s.desired)
