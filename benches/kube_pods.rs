@@ -102,7 +102,7 @@ fn pod(shape: Shape, i: usize) -> Replica {
         }),
         created: Some(started - TimeDelta::seconds(4)),
         started_at: Some(started),
-        restart_count: (i.is_multiple_of(11)) as u64,
+        restart_count: u64::from(i.is_multiple_of(11)),
         ports: vec![PortMapping {
             container_port: 8080,
             protocol: "tcp".to_string(),
