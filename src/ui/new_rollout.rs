@@ -101,12 +101,31 @@ impl App {
     }
 
     /// `pilothouse rollout WORKLOAD --image IMAGE --docker-host ADDRESS` as a process of its
-    /// own, through the actuator (refused in read-only mode, audited).
+    /// own.
     fn start_docker_rollout(&mut self, workload: &WorkloadId, image: String) {
+        let args = ["rollout", workload.name.as_str(), "--image", image.as_str()];
+        let kind = ActionKind::Rollout {
+            from_revision: 0,
+            to_revision: 0,
+            image: image.clone(),
+        };
+        self.spawn_rollout_command(workload, kind, "roll out", &args);
+    }
+
+    /// `pilothouse ARGS --docker-host ADDRESS` (ARGS name the command and the workload) as a
+    /// process of its own, through the actuator as `kind` (refused in read-only mode, audited);
+    /// `what` names it in messages.
+    pub(crate) fn spawn_rollout_command(
+        &mut self,
+        workload: &WorkloadId,
+        kind: ActionKind,
+        what: &str,
+        args: &[&str],
+    ) {
         let name = text::sanitize_plain(&workload.name);
         let Some(address) = self.rollouts.addresses.get(&workload.target).cloned() else {
             self.error(format!(
-                "cannot roll out {name}: the address of target {} is not known",
+                "cannot {what} {name}: the address of target {} is not known",
                 workload.target
             ));
             return;
@@ -114,32 +133,25 @@ impl App {
         let program = self.rollouts_program();
         let request = ActionRequest {
             workload: workload.clone(),
-            kind: ActionKind::Rollout {
-                from_revision: 0,
-                to_revision: 0,
-                image: image.clone(),
-            },
+            kind,
             origin: "operator",
             confirmed: true,
             reason: None,
         };
+        let command = args.first().copied().unwrap_or_default();
         let result = self.actuator.run_here(&request, || {
             let program = program?;
-            let args = [
-                "rollout",
-                workload.name.as_str(),
-                "--image",
-                image.as_str(),
-                "--docker-host",
-                address.as_str(),
-            ];
-            spawn_detached(&program, &args)
-                .map(|pid| format!("started `pilothouse rollout` (pid {pid})"))
+            let mut all = args.to_vec();
+            all.extend(["--docker-host", address.as_str()]);
+            spawn_detached(&program, &all)
+                .map(|pid| format!("started `pilothouse {command}` (pid {pid})"))
         });
         match result {
-            Ok(started) => self.info(format!("{name}: {started}; this view follows it")),
+            Ok(started) => self.info(format!(
+                "{name}: {started} with --docker-host {address}; this view follows it"
+            )),
             Err(ActionError::Refused(refusal)) => self.error(refusal.to_string()),
-            Err(ActionError::Failed(why)) => self.error(format!("cannot roll out {name}: {why}")),
+            Err(ActionError::Failed(why)) => self.error(format!("cannot {what} {name}: {why}")),
         }
     }
 

@@ -36,7 +36,6 @@ use crate::theme::Theme;
 
 use super::app::{App, Prompt, View};
 use super::format::human_age;
-use super::new_rollout::spawn_detached;
 
 /// How often the open view reads the state files again.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -1015,7 +1014,6 @@ impl App {
     /// Start `pilothouse rollback WORKLOAD --docker-host ADDRESS` as a process of its own
     /// (which itself runs the rollback in the background and audits it), through the actuator.
     fn start_rollback(&mut self, workload: WorkloadId) {
-        let name = text::sanitize_plain(&workload.name);
         let platform = self.store.target(&workload.target).map(|t| t.platform);
         if platform == Some(PlatformKind::Kubernetes) {
             // What `kubectl rollout undo` does, by the workload's worker.
@@ -1032,41 +1030,11 @@ impl App {
             });
             return;
         }
-        let Some(address) = self.rollouts.addresses.get(&workload.target).cloned() else {
-            self.error(format!(
-                "cannot roll back {name}: the address of target {} is not known",
-                workload.target
-            ));
-            return;
+        let args = ["rollback", workload.name.as_str()];
+        let kind = ActionKind::RolloutControl {
+            word: "rollback".to_string(),
         };
-        let program = self.rollouts_program();
-        let request = ActionRequest {
-            workload: workload.clone(),
-            kind: ActionKind::RolloutControl {
-                word: "rollback".to_string(),
-            },
-            origin: "operator",
-            confirmed: true,
-            reason: None,
-        };
-        let result = self.actuator.run_here(&request, || {
-            let program = program?;
-            let args = [
-                "rollback",
-                workload.name.as_str(),
-                "--docker-host",
-                address.as_str(),
-            ];
-            spawn_detached(&program, &args)
-                .map(|pid| format!("started `pilothouse rollback` (pid {pid})"))
-        });
-        match result {
-            Ok(started) => self.info(format!(
-                "{name}: {started} with --docker-host {address}; this view follows it"
-            )),
-            Err(ActionError::Refused(refusal)) => self.error(refusal.to_string()),
-            Err(ActionError::Failed(why)) => self.error(format!("cannot roll back {name}: {why}")),
-        }
+        self.spawn_rollout_command(&workload, kind, "roll back", &args);
         self.poll_rollouts();
     }
 }
