@@ -18,7 +18,7 @@ use pilothouse::sandbox::{self, Sandbox};
 /// The context name the demo's kubeconfig gives the sandbox.
 const CONTEXT: &str = "sandbox";
 
-/// What the demo's console says on its bottom line until the first key.
+/// What the demo's console says above the key hints of its workloads table.
 pub const HINT: &str = "demo: traffic on shop/web rises within seconds and the autoscaler \
                         follows it (a: autoscaler view). To see a bad rollout roll back: select \
                         shop/web, press i, type sandbox/web:1.5-unhealthy, Enter.";

@@ -111,7 +111,7 @@ pub fn kube_targets(
     match found {
         Ok(targets) => Ok(targets),
         Err(kube_config::ConfigError::NotFound { .. }) if !chosen => Ok(Vec::new()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(one_line(&error_chain(&e))),
     }
 }
 
@@ -234,3 +234,27 @@ pub fn settings(
 
 /// How long one Prometheus query of a cycle may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An error and its sources, each where it adds to what came before.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// A parser's message, which may quote the file over several lines, on one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -195,7 +195,7 @@ pub struct App {
     pub(crate) autoscaler: AutoscalerLink,
     /// Where rollouts are recorded, and the rollout view while it is open.
     pub rollouts: RolloutLink,
-    /// A line for a newcomer (the demo's), shown above the key hints.
+    /// A line for a newcomer (the demo's), shown above the workloads table's key hints.
     pub hint: Option<String>,
 }
 

@@ -86,7 +86,7 @@ pub fn height(app: &App, width: u16) -> u16 {
     };
     match (&app.prompt, &app.status, &app.hint) {
         (Prompt::None, Some(status), _) => rows(&status.text),
-        (Prompt::None, None, Some(hint)) if app.view != View::Editor => rows(hint) + 1,
+        (Prompt::None, None, Some(hint)) if app.view == View::Workloads => rows(hint) + 1,
         _ => 1,
     }
 }
@@ -157,7 +157,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
         },
     };
     let lines = match (prompt, status, &app.hint) {
-        (Prompt::None, None, Some(hint)) if app.view != View::Editor => vec![
+        (Prompt::None, None, Some(hint)) if app.view == View::Workloads => vec![
             Line::styled(format!(" {}", text::sanitize_plain(hint)), theme.warning),
             line,
         ],

@@ -18,8 +18,10 @@ use crate::text;
 
 use super::app::{App, Prompt, View};
 
-/// The longest image reference the prompt takes (Docker's own limit is far below this).
+/// The longest image reference a rollout takes (Docker's own limit is far below this).
 const MAX_IMAGE: usize = 512;
+/// The prompt keeps taking keys past that, so a paste too long is refused whole, not cut.
+const MAX_INPUT: usize = 8 * MAX_IMAGE;
 
 impl App {
     /// `i` / `n`: ask for the image to roll the selected workload out to.
@@ -57,14 +59,15 @@ impl App {
             KeyCode::Enter => {
                 let image = input.trim().to_string();
                 if let Some(why) = bad_image(&image) {
+                    // The prompt closes so the reason shows; `i` asks again.
                     self.error(why);
-                    return Prompt::Image { input, workload };
+                    return Prompt::None;
                 }
                 self.start_new_rollout(workload, image);
                 Prompt::None
             }
             KeyCode::Esc => Prompt::None,
-            KeyCode::Char(_) if input.len() >= MAX_IMAGE => Prompt::Image { input, workload },
+            KeyCode::Char(_) if input.len() >= MAX_INPUT => Prompt::Image { input, workload },
             _ => {
                 super::app::edit_input(&mut input, key);
                 Prompt::Image { input, workload }
@@ -171,6 +174,12 @@ fn bad_image(image: &str) -> Option<String> {
     if image.is_empty() {
         return Some("type an image, e.g. web:1.5".to_string());
     }
+    if image.len() > MAX_IMAGE {
+        return Some(format!(
+            "an image reference of {} bytes is too long (at most {MAX_IMAGE})",
+            image.len()
+        ));
+    }
     if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some(format!(
             "not an image reference: {} (no spaces or control characters)",
@@ -216,6 +225,11 @@ mod tests {
         assert_eq!(bad_image("registry:5000/web:1.5"), None);
         assert!(bad_image("").unwrap().contains("type an image"));
         assert!(bad_image("web 1.5").unwrap().contains("no spaces"));
+        assert!(
+            bad_image(&"a".repeat(600))
+                .unwrap()
+                .contains("600 bytes is too long")
+        );
         let control = bad_image("web\u{1b}[2J").unwrap();
         assert!(!control.contains('\u{1b}'), "{control:?}");
     }
