@@ -143,8 +143,7 @@ pub fn spawn_stream(
         followed.iter().map(|r| r.name.clone()).collect(),
     )));
     let out = Out {
-        stream,
-        updates,
+        sink: LogSink { stream, updates },
         open: open.clone(),
     };
     let docker = docker.clone();
@@ -157,16 +156,16 @@ pub fn spawn_stream(
     (task, Followers { lifecycle, open })
 }
 
-/// Where a stream's task sends its updates. Every method returns false when the store is gone.
-struct Out {
-    stream: u64,
-    updates: mpsc::Sender<Update>,
-    open: Open,
+/// Where a log stream's lines, pauses and ends go, under its stream id; the Docker and the
+/// Kubernetes streams both send through it. Every method returns false when the store is gone.
+pub(crate) struct LogSink {
+    pub(crate) stream: u64,
+    pub(crate) updates: mpsc::Sender<Update>,
 }
 
-impl Out {
+impl LogSink {
     /// Sends the batch in messages of at most [`BATCH_LINES`], leaving it empty.
-    async fn lines(&self, batch: &mut Vec<LogRecord>) -> bool {
+    pub(crate) async fn lines(&self, batch: &mut Vec<LogRecord>) -> bool {
         while !batch.is_empty() {
             let rest = batch.split_off(batch.len().min(BATCH_LINES));
             let lines = std::mem::replace(batch, rest);
@@ -181,7 +180,7 @@ impl Out {
         true
     }
 
-    async fn paused(&self, replica: String, reason: String) -> bool {
+    pub(crate) async fn paused(&self, replica: String, reason: String) -> bool {
         let update = Update::LogsPaused {
             stream: self.stream,
             replica,
@@ -190,11 +189,7 @@ impl Out {
         self.updates.send(update).await.is_ok()
     }
 
-    /// Sends the end of `replica`'s part, unless the session already did.
-    async fn ended(&self, replica: String, reason: String) -> bool {
-        if !self.open.close(&replica) {
-            return true;
-        }
+    pub(crate) async fn ended(&self, replica: String, reason: String) -> bool {
         debug!(stream = self.stream, %replica, %reason, "log stream ended");
         let update = Update::LogsEnded {
             stream: self.stream,
@@ -202,6 +197,30 @@ impl Out {
             reason,
         };
         self.updates.send(update).await.is_ok()
+    }
+}
+
+/// Where a stream's task sends its updates. Every method returns false when the store is gone.
+struct Out {
+    sink: LogSink,
+    open: Open,
+}
+
+impl Out {
+    async fn lines(&self, batch: &mut Vec<LogRecord>) -> bool {
+        self.sink.lines(batch).await
+    }
+
+    async fn paused(&self, replica: String, reason: String) -> bool {
+        self.sink.paused(replica, reason).await
+    }
+
+    /// Sends the end of `replica`'s part, unless the session already did.
+    async fn ended(&self, replica: String, reason: String) -> bool {
+        if !self.open.close(&replica) {
+            return true;
+        }
+        self.sink.ended(replica, reason).await
     }
 }
 
@@ -988,8 +1007,10 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (utx, mut urx) = mpsc::channel(16);
         let out = Out {
-            stream: 7,
-            updates: utx,
+            sink: LogSink {
+                stream: 7,
+                updates: utx,
+            },
             open: Open(Arc::new(Mutex::new(vec!["r".into()]))),
         };
         let merger = tokio::spawn(async move { relay(rx, &out).await });

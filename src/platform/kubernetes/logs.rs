@@ -29,6 +29,7 @@ use tracing::debug;
 
 use super::convert;
 use super::watch::client_cause;
+use crate::platform::docker::logs::LogSink;
 use crate::platform::docker::logs::{EARLIER_LOADED, Window, after, merge_by_time, record};
 use crate::platform::docker::{BATCH_DELAY, BATCH_LINES, MAX_LINE_BYTES};
 use crate::platform::{LogRecord, LogStart, Update};
@@ -92,8 +93,10 @@ impl Logs {
             client: self.client.clone(),
             pods: self.pods.clone(),
             out: Out {
-                stream,
-                updates: self.updates.clone(),
+                sink: LogSink {
+                    stream,
+                    updates: self.updates.clone(),
+                },
                 open: open.clone(),
             },
         };
@@ -127,8 +130,10 @@ impl Logs {
             client: self.client.clone(),
             pods: self.pods.clone(),
             out: Out {
-                stream,
-                updates: self.updates.clone(),
+                sink: LogSink {
+                    stream,
+                    updates: self.updates.clone(),
+                },
                 open: open.clone(),
             },
         };
@@ -281,35 +286,17 @@ struct Ctx {
 
 /// Where a stream's task sends. Every method returns false when the store is gone.
 struct Out {
-    stream: u64,
-    updates: mpsc::Sender<Update>,
+    sink: LogSink,
     open: Open,
 }
 
 impl Out {
-    /// Sends the batch in messages of at most [`BATCH_LINES`], leaving it empty.
     async fn lines(&self, batch: &mut Vec<LogRecord>) -> bool {
-        while !batch.is_empty() {
-            let rest = batch.split_off(batch.len().min(BATCH_LINES));
-            let lines = std::mem::replace(batch, rest);
-            let update = Update::Logs {
-                stream: self.stream,
-                lines,
-            };
-            if self.updates.send(update).await.is_err() {
-                return false;
-            }
-        }
-        true
+        self.sink.lines(batch).await
     }
 
     async fn paused(&self, replica: String, reason: String) -> bool {
-        let update = Update::LogsPaused {
-            stream: self.stream,
-            replica,
-            reason,
-        };
-        self.updates.send(update).await.is_ok()
+        self.sink.paused(replica, reason).await
     }
 
     /// One container of `pod` is done; the pod's end is sent when it was its last.
@@ -321,13 +308,7 @@ impl Out {
     }
 
     async fn send_end(&self, pod: &str, reason: &str) -> bool {
-        debug!(stream = self.stream, %pod, %reason, "pod log stream ended");
-        let update = Update::LogsEnded {
-            stream: self.stream,
-            replica: pod.to_string(),
-            reason: reason.to_string(),
-        };
-        self.updates.send(update).await.is_ok()
+        self.sink.ended(pod.to_string(), reason.to_string()).await
     }
 }
 
