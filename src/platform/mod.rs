@@ -204,3 +204,25 @@ pub async fn wait_refusing(
         }
     }
 }
+
+/// Runs `action` among a worker's `tasks` (finished ones are reaped first) and replies with its
+/// outcome, logged under `target` and `platform`.
+pub(crate) fn spawn_action<F>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    target: String,
+    platform: &'static str,
+    reply: oneshot::Sender<Result<String, String>>,
+    action: F,
+) where
+    F: std::future::Future<Output = Result<String, String>> + Send + 'static,
+{
+    while tasks.try_join_next().is_some() {}
+    tasks.spawn(async move {
+        let outcome = action.await;
+        match &outcome {
+            Ok(message) => tracing::info!(%target, platform, %message, "action done"),
+            Err(reason) => tracing::warn!(%target, platform, %reason, "action failed"),
+        }
+        let _ = reply.send(outcome);
+    });
+}

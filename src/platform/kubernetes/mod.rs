@@ -217,16 +217,8 @@ impl Worker {
     where
         F: Future<Output = Result<String, String>> + Send + 'static,
     {
-        while self.actions.try_join_next().is_some() {}
         let target = self.name.clone();
-        self.actions.spawn(async move {
-            let outcome = action.await;
-            match &outcome {
-                Ok(message) => info!(%target, %message, "kubernetes action done"),
-                Err(reason) => warn!(%target, %reason, "kubernetes action failed"),
-            }
-            let _ = reply.send(outcome);
-        });
+        crate::platform::spawn_action(&mut self.actions, target, "kubernetes", reply, action);
     }
 }
 
