@@ -241,7 +241,8 @@ fn user_from_uid() -> String {
 pub struct Actuator {
     read_only: bool,
     audit: Arc<AuditLog>,
-    workers: HashMap<String, mpsc::Sender<Request>>,
+    /// Shared by every clone, so a target opened at run time is reached from all of them.
+    workers: Arc<Mutex<HashMap<String, mpsc::Sender<Request>>>>,
     outcomes: mpsc::UnboundedSender<ActionOutcome>,
     /// Actions started and not finished, by a number of their own.
     in_flight: Arc<Mutex<Vec<(u64, ActionRequest)>>>,
@@ -259,7 +260,7 @@ impl Actuator {
         Actuator {
             read_only,
             audit: Arc::new(audit),
-            workers,
+            workers: Arc::new(Mutex::new(workers)),
             outcomes,
             in_flight: Arc::new(Mutex::new(Vec::new())),
             next_action: Arc::new(AtomicU64::new(1)),
@@ -268,6 +269,11 @@ impl Actuator {
 
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Reach target `name` through `worker` from now on, in this actuator and all its clones.
+    pub fn add_worker(&self, name: &str, worker: mpsc::Sender<Request>) {
+        lock(&self.workers).insert(name.to_string(), worker);
     }
 
     /// Check and start an action. Refusals come back at once; the outcome of an action that
@@ -333,7 +339,8 @@ impl Actuator {
         if let Some(question) = req.confirmation().filter(|_| !req.confirmed) {
             return Err(Refusal::NeedsConfirmation(question));
         }
-        let Some(worker) = self.workers.get(&req.workload.target).cloned() else {
+        let worker = lock(&self.workers).get(&req.workload.target).cloned();
+        let Some(worker) = worker else {
             let refusal = Refusal::UnknownTarget(req.workload.target.clone());
             self.audit.record(&req, "refused", &refusal.to_string());
             return Err(refusal);
@@ -414,12 +421,10 @@ impl Actuator {
 /// How often [`Actuator::settle`] looks whether the actions in flight are done.
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 
-/// The list of actions in flight; a panic while holding it cannot leave it half changed (each
-/// change is one push or retain), so a poisoned lock is taken as it is.
-fn lock(
-    in_flight: &Mutex<Vec<(u64, ActionRequest)>>,
-) -> std::sync::MutexGuard<'_, Vec<(u64, ActionRequest)>> {
-    in_flight
+/// The list of actions in flight, or the workers; a panic while holding either cannot leave it
+/// half changed (each change is one push, retain or insert), so a poisoned lock is taken as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

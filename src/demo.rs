@@ -29,6 +29,8 @@ pub struct Demo {
     pub paths: Paths,
     pub config: Config,
     pub target: kube_config::Target,
+    /// The kubeconfig naming the sandbox, where `:ctx` looks for contexts.
+    pub kubeconfig: PathBuf,
     // Kept for their lifetimes: the server stops and the directory is removed on drop.
     _sandbox: Sandbox,
     _dir: tempfile::TempDir,
@@ -64,7 +66,7 @@ impl Demo {
         pilothouse::fsutil::write_atomic(&kubeconfig, sandbox.kubeconfig(CONTEXT, None).as_bytes())
             .wrap_err_with(|| format!("cannot write {}", kubeconfig.display()))?;
         let target = kube_config::resolve(&kube_config::Selection {
-            kubeconfig: Some(kubeconfig),
+            kubeconfig: Some(kubeconfig.clone()),
             context: Some(CONTEXT.to_string()),
             namespace: None,
         })
@@ -76,6 +78,7 @@ impl Demo {
             paths,
             config,
             target,
+            kubeconfig,
             _sandbox: sandbox,
             _dir: dir,
         })

@@ -146,12 +146,17 @@ fn console_main(cli: Cli, demo: Option<Option<f64>>) -> Result<ExitCode> {
         Some(demo) => Launch {
             docker: Vec::new(),
             kube: vec![demo.target.clone()],
+            kube_source: Some(kube_config::Selection {
+                kubeconfig: Some(demo.kubeconfig.clone()),
+                ..kube_config::Selection::default()
+            }),
             rules_dir: demo.paths.rules_dir(),
             hint: Some(demo::HINT.to_string()),
         },
         None => Launch {
             docker: setup::docker_targets(cli.docker_host.as_deref(), &config),
             kube: setup::kube_targets(kube_selection(&cli), &config).map_err(|e| eyre!(e))?,
+            kube_source: setup::kube_source(kube_selection(&cli), &config),
             rules_dir: cli.rules.clone().unwrap_or_else(|| paths.rules_dir()),
             hint: None,
         },
@@ -220,6 +225,8 @@ fn one_shot(
 struct Launch {
     docker: Vec<pilothouse::config::DockerTarget>,
     kube: Vec<kube_config::Target>,
+    /// Where `:ctx` finds the contexts that are not open (see `setup::kube_source`).
+    kube_source: Option<kube_config::Selection>,
     rules_dir: std::path::PathBuf,
     hint: Option<String>,
 }
@@ -249,6 +256,11 @@ async fn console(
     let mut store = Store::new(config.ui.stats_history);
     platforms.register(&mut store);
     let observed = setup::observed_store(&platforms, config.ui.stats_history);
+    let contexts = setup::ContextOpener::new(
+        launch.kube_source,
+        platforms.spawner.clone(),
+        Arc::clone(&observed),
+    );
     let (console_tx, updates) = mpsc::channel(setup::UPDATE_QUEUE);
     tokio::spawn(observe::fan_out(
         platforms.updates,
@@ -296,6 +308,7 @@ async fn console(
         app.on_rules(Arc::new(idle_rules(&rules_dir)));
     }
     app.attach_autoscaler(rules_dir, link);
+    app.attach_contexts(contexts);
     if let Some(hint) = launch.hint {
         app.hint = Some(hint);
     }

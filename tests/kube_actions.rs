@@ -239,7 +239,11 @@ async fn set_image_then_undo_to_the_previous_revision_and_to_a_named_one() {
 
     let back = actions::undo(&client, &web, None).await.unwrap();
 
-    assert_eq!(back, "rolled back deployment shop/web to revision 2");
+    assert_eq!(
+        back.message,
+        "rolled back deployment shop/web to revision 2 (shop/web:2)"
+    );
+    assert_eq!(back.warning(), None);
     assert_eq!(image_of(&deployment(&client).await), "shop/web:2");
     // The controller reuses revision 2's ReplicaSet and numbers it anew, as Kubernetes does.
     assert_eq!(rolled_out(&client).await, 4);
@@ -261,7 +265,10 @@ async fn set_image_then_undo_to_the_previous_revision_and_to_a_named_one() {
 
     let first = actions::undo(&client, &web, Some(1)).await.unwrap();
 
-    assert_eq!(first, "rolled back deployment shop/web to revision 1");
+    assert_eq!(
+        first.message,
+        "rolled back deployment shop/web to revision 1 (shop/web:1)"
+    );
     assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
     ready_pods_of(&client, 2, "shop/web:1").await;
 
@@ -285,12 +292,13 @@ async fn undo_to_the_revision_already_running_is_skipped_and_patches_nothing() {
     assert_eq!(rolled_out(&client).await, 2);
     let before = deployment(&client).await.metadata.generation;
 
-    let message = actions::undo(&client, &web, Some(2)).await.unwrap();
+    let undone = actions::undo(&client, &web, Some(2)).await.unwrap();
 
     assert_eq!(
-        message,
+        undone.message,
         "skipped rollback (current template already matches revision 2)"
     );
+    assert!(!undone.changed);
     assert_eq!(deployment(&client).await.metadata.generation, before);
 }
 
@@ -439,6 +447,147 @@ async fn an_image_that_never_gets_ready_is_rolled_back_by_itself() {
     );
     assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
     ready_pods_of(&client, 2, "shop/web:1").await;
+}
+
+/// The `pilothouse.dev/rolled-back` mark of each of shop/web's ReplicaSets, by revision.
+async fn marks(client: &kube::Client) -> Vec<(u64, Option<String>)> {
+    let mut out: Vec<(u64, Option<String>)> = actions::revisions(client, &workload("shop/web"))
+        .await
+        .expect("the revisions of shop/web read")
+        .into_iter()
+        .map(|r| (r.number, r.rolled_back))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_failed_rollout_marks_its_replica_set_and_a_later_rollback_passes_over_it() {
+    let (_cluster, client) = start().await;
+    let web = workload("shop/web");
+    rolled_out(&client).await;
+    assert_eq!(
+        roll(&job(&client, "shop/web:2", None)).await.0,
+        Outcome::Complete { revision: 2 }
+    );
+
+    let (outcome, _) = roll(&job(&client, "shop/web:unhealthy", None)).await;
+
+    assert!(
+        matches!(outcome, Outcome::RolledBack { from: 3, to: 2, .. }),
+        "{outcome:?}"
+    );
+    // Revision 2's ReplicaSet came back as revision 4; the failed one keeps 3 and its mark.
+    let after = marks(&client).await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(after[0], (1, None));
+    assert_eq!(after[1].0, 3);
+    let why = after[1].1.clone().expect("revision 3 is marked");
+    assert!(why.contains("exceeded its progress deadline"), "{why}");
+    assert_eq!(after[2], (4, None));
+    let sets = Api::<ReplicaSet>::namespaced(client.clone(), "shop")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let template_marked = sets.items.iter().any(|rs| {
+        rs.spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .is_some_and(|a| a.contains_key(actions::ROLLED_BACK_ANNOTATION))
+    });
+    assert!(
+        !template_marked,
+        "the mark is on the ReplicaSet, not its pod template"
+    );
+    rolled_out(&client).await;
+
+    let back = actions::undo(&client, &web, None).await.unwrap();
+
+    assert_eq!(
+        back.message,
+        "rolled back deployment shop/web to revision 1 (shop/web:1)"
+    );
+    assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
+    let annotations = deployment(&client)
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key(actions::ROLLED_BACK_ANNOTATION),
+        "{annotations:?}"
+    );
+    ready_pods_of(&client, 2, "shop/web:1").await;
+
+    let named = actions::undo(&client, &web, Some(3)).await.unwrap();
+
+    assert_eq!(named.image, "shop/web:unhealthy");
+    let warning = named
+        .warning()
+        .expect("a warning for a revision rolled back from");
+    assert!(
+        warning.starts_with("revision 3 (shop/web:unhealthy) is one Pilothouse rolled back from: "),
+        "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn after_the_only_earlier_revision_failed_a_rollback_says_why_and_changes_nothing() {
+    let (_cluster, client) = start().await;
+    let web = workload("shop/web");
+    rolled_out(&client).await;
+    let (outcome, _) = roll(&job(&client, "shop/web:unhealthy", None)).await;
+    assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
+    assert_eq!(rolled_out(&client).await, 3);
+    let before = deployment(&client).await.metadata.generation;
+
+    let err = actions::undo(&client, &web, None).await.unwrap_err();
+
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "deployment shop/web has no revision before 3 to roll back to that Pilothouse did \
+             not roll back from; rolled back from: revision 2 (shop/web:unhealthy): "
+        ),
+        "{text}"
+    );
+    assert_eq!(deployment(&client).await.metadata.generation, before);
+    assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
+}
+
+#[tokio::test]
+async fn a_rollout_that_completes_on_a_marked_revision_takes_the_mark_away() {
+    let (_cluster, client) = start().await;
+    rolled_out(&client).await;
+    let (outcome, _) = roll(&job(&client, "shop/web:2", None)).await;
+    assert_eq!(outcome, Outcome::Complete { revision: 2 });
+    let sets = Api::<ReplicaSet>::namespaced(client.clone(), "shop");
+    let second = actions::revisions(&client, &workload("shop/web"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.number == 2)
+        .expect("revision 2");
+    actions::mark_rolled_back(&client, "shop", &second.replica_set, Some("was bad once"))
+        .await
+        .unwrap();
+    assert_eq!(marks(&client).await[1], (2, Some("was bad once".into())));
+    actions::undo(&client, &workload("shop/web"), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(rolled_out(&client).await, 3);
+
+    let (again, _) = roll(&job(&client, "shop/web:2", None)).await;
+
+    assert_eq!(again, Outcome::Complete { revision: 4 });
+    let rs = sets.get(&second.replica_set).await.unwrap();
+    let annotations = rs.metadata.annotations.unwrap_or_default();
+    assert!(
+        !annotations.contains_key(actions::ROLLED_BACK_ANNOTATION),
+        "{annotations:?}"
+    );
 }
 
 #[tokio::test]

@@ -224,6 +224,62 @@ fn an_image_that_never_gets_ready_is_rolled_back_and_exits_4() {
     // The state file tells `rollout status` how it ended.
     let out = h.run(&["rollout", "status", "web"]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+
+    // The history says which revision was rolled back from, and why.
+    let out = h.run(&["history", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].ends_with("CAUSE  ROLLED BACK"), "{table}");
+    let failed = lines
+        .iter()
+        .find(|l| l.starts_with("2 "))
+        .unwrap_or_else(|| panic!("no row of revision 2 in {table}"));
+    assert!(
+        failed.contains("sandbox/web:1.5-unhealthy") && failed.contains("progress deadline"),
+        "{table}"
+    );
+    let good = lines.iter().find(|l| l.starts_with("3*")).unwrap();
+    assert!(good.ends_with("  -"), "{table}");
+    let out = h.run(&["history", "web", "--output", "json"]);
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let marks: Vec<bool> = history["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rolled_back"].is_string())
+        .collect();
+    assert_eq!(marks, [true, false], "{history}");
+
+    // A plain rollback does not return to it: it says so and changes nothing.
+    let out = h.run(&["rollback", "web"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "no revision before 3 to roll back to that Pilothouse did not roll back from; rolled \
+             back from: revision 2 (sandbox/web:1.5-unhealthy): "
+        ),
+        "{stderr}"
+    );
+    assert_eq!(h.workload("shop/web")["images"][0], "sandbox/web:1.4");
+
+    // Named by number it goes there, with a warning.
+    let out = h.run(&["rollback", "web", "--to-revision", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "pilothouse: warning: revision 2 (sandbox/web:1.5-unhealthy) is one Pilothouse \
+             rolled back from: "
+        ),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("to revision 2 (sandbox/web:1.5-unhealthy)"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

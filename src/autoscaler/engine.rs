@@ -74,6 +74,9 @@ pub enum Command {
         rules: Vec<Rule>,
         reply: oneshot::Sender<Vec<DecisionRecord>>,
     },
+    /// A target opened after the start (`:ctx NAME`), at `endpoint` (the lock is per endpoint):
+    /// its rules, unsupported until now, start.
+    AddTarget { name: String, endpoint: String },
 }
 
 /// The running engine, as a front end holds it.
@@ -247,7 +250,7 @@ pub fn start(
         observed,
         actuator,
         default_prometheus: settings.default_prometheus,
-        hosts: settings.hosts,
+        hosts: Mutex::new(settings.hosts),
         locks: Mutex::new(settings.locks),
         sources: Mutex::new(HashMap::new()),
         servers: Mutex::new(Default::default()),
@@ -283,7 +286,8 @@ struct Shared {
     observed: Observed,
     actuator: Actuator,
     default_prometheus: Option<String>,
-    hosts: HashMap<String, String>,
+    /// Grows when a target is opened after the start.
+    hosts: Mutex<HashMap<String, String>>,
     locks: Mutex<HostLocks>,
     /// One client per server address, made on first use.
     sources: Mutex<HashMap<String, Arc<PrometheusSource>>>,
@@ -393,7 +397,39 @@ impl Engine {
             }
             Command::Reload => self.reload(),
             Command::Preview { rules, reply } => self.preview(rules, reply),
+            Command::AddTarget { name, endpoint } => self.add_target(name, endpoint),
         }
+    }
+
+    /// Know `name` from now on, and start the rules that were unsupported for want of it, each
+    /// in its place and keeping whether it was paused.
+    fn add_target(&mut self, name: String, endpoint: String) {
+        tracing::info!(target = %name, %endpoint, "target added to the autoscaler");
+        lock(&self.shared.hosts).insert(name.clone(), endpoint);
+        let waiting: Vec<usize> = (0..self.running.len())
+            .filter(|&i| {
+                let running = &self.running[i];
+                running.rule.target.target_name() == name
+                    && matches!(running.status.state, RuleState::Unsupported(_))
+            })
+            .collect();
+        for index in waiting {
+            let old = self.running.remove(index);
+            let paused = old.paused.load(Ordering::Relaxed);
+            let loaded = LoadedRule {
+                file: old.file,
+                rule: (*old.rule).clone(),
+            };
+            self.add(loaded, old.memory);
+            if let Some(mut new) = self.running.pop() {
+                if paused {
+                    new.paused.store(true, Ordering::Relaxed);
+                    new.status.state = RuleState::Paused;
+                }
+                self.running.insert(index, new);
+            }
+        }
+        self.publish();
     }
 
     fn set_paused(&mut self, name: &str, paused: bool) {
@@ -567,7 +603,7 @@ impl Engine {
 
     fn unsupported(&self, rule: &Rule) -> Option<String> {
         match &rule.target {
-            target if self.shared.hosts.contains_key(target.target_name()) => None,
+            target if lock(&self.shared.hosts).contains_key(target.target_name()) => None,
             RuleTarget::Docker { host, .. } => Some(format!(
                 "no Docker target named {host:?} here (add it to config.toml as [[docker]])"
             )),
@@ -1009,7 +1045,8 @@ fn take_lock(shared: &Shared, rule: &Rule) -> Option<String> {
         Some(ConnState::Connected { engine_id, .. }) => engine_id.clone(),
         _ => return None,
     };
-    let address = shared.hosts.get(host).map_or("?", String::as_str);
+    let known = lock(&shared.hosts).get(host).cloned();
+    let address = known.as_deref().unwrap_or("?");
     let about = match &rule.target {
         RuleTarget::Docker { .. } => format!("docker engine {engine_id} at {address}"),
         RuleTarget::Kubernetes { .. } => format!("kubernetes cluster {engine_id}"),
@@ -1359,6 +1396,40 @@ mod tests {
             matches!(&far.state, RuleState::Unsupported(why) if why.contains("elsewhere")),
             "{:?}",
             far.state
+        );
+        handle.stop(Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test]
+    async fn a_target_added_at_run_time_starts_the_rules_that_waited_for_it_paused_ones_paused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "web.yaml", &rule_text("web", "web"));
+        let far = rule_text("far", "x").replace("host: local", "host: later");
+        write(dir.path(), "far.yaml", &far);
+        let still = rule_text("still", "y").replace("host: local", "host: later");
+        write(dir.path(), "still.yaml", &still);
+        let mut handle = engine(dir.path());
+        wait_for(&mut handle, "three rules", |s| s.rules.len() == 3).await;
+        handle.send(Command::Pause("still".to_string()));
+
+        handle.send(Command::AddTarget {
+            name: "later".to_string(),
+            endpoint: "unix:///later.sock".to_string(),
+        });
+
+        let status = wait_for(&mut handle, "far to run", |s| {
+            s.rule("far").is_some_and(|r| r.decisions_total > 0)
+        })
+        .await;
+        let names: Vec<&str> = status.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["far", "still", "web"], "each rule keeps its place");
+        assert_eq!(status.rule("far").unwrap().state, RuleState::Active);
+        assert_eq!(status.rule("still").unwrap().state, RuleState::Paused);
+        assert_eq!(status.rule("still").unwrap().decisions_total, 0);
+        let reason = &status.rule("far").unwrap().last().unwrap().reason;
+        assert_eq!(
+            reason, "no target named \"later\"",
+            "the rule runs and looks for it"
         );
         handle.stop(Duration::from_secs(2)).await;
     }

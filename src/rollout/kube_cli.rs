@@ -28,7 +28,7 @@ use crate::ops::target::Failure;
 use crate::ops::{exit, json_line, print_out};
 use crate::paths::Paths;
 use crate::platform::kubernetes::actions::{
-    self, ActionError, Op, REVISION_ANNOTATION, Revision, RolloutStatus,
+    self, ActionError, Candidate, Op, Previous, REVISION_ANNOTATION, Revision, RolloutStatus,
 };
 use crate::platform::kubernetes::rollout::{self as kube_rollout, Outcome, Progress};
 use crate::platform::kubernetes::{self, Selection, config as kube_config};
@@ -558,10 +558,13 @@ impl At<'_> {
         let from = revisions.iter().find(|r| r.current).map_or(0, |r| r.number);
         let chosen = match to_revision {
             Some(n) => revisions.iter().find(|r| r.number == u64::from(n)),
-            None => revisions
-                .iter()
-                .filter(|r| r.number < from)
-                .max_by_key(|r| r.number),
+            None => {
+                let candidates: Vec<Candidate> = revisions.iter().map(Candidate::from).collect();
+                match actions::previous(&candidates, from) {
+                    Previous::To(n) => revisions.iter().find(|r| r.number == n),
+                    Previous::Nothing | Previous::AllRolledBack(_) => None,
+                }
+            }
         };
         let to = chosen.map_or(to_revision.map_or(0, u64::from), |r| r.number);
         let image = chosen.map(|r| r.image.clone()).unwrap_or_default();
@@ -573,7 +576,7 @@ impl At<'_> {
             ActionKind::Rollback {
                 from_revision: small(from),
                 to_revision: small(to),
-                image: image.clone(),
+                image,
             },
             Some(cause),
         );
@@ -583,8 +586,8 @@ impl At<'_> {
         audit.record(&request, "started", &request.describe());
         let started = Instant::now();
         let to_number = to_revision.map(u64::from);
-        let message = match actions::undo(&self.context.client, self.workload, to_number).await {
-            Ok(message) => message,
+        let undone = match actions::undo(&self.context.client, self.workload, to_number).await {
+            Ok(undone) => undone,
             Err(e) => {
                 let outcome = if matches!(e, ActionError::Refused(_)) {
                     "refused"
@@ -595,7 +598,12 @@ impl At<'_> {
                 return Err(action_failure(e));
             }
         };
-        let skipped = message.starts_with("skipped");
+        let warning = undone.warning();
+        if let Some(warning) = &warning {
+            eprintln!("pilothouse: warning: {}", sanitize_plain(warning));
+        }
+        let skipped = !undone.changed;
+        let message = undone.message.clone();
         let mut code = exit::OK;
         let mut reason = None;
         if run.wait
@@ -614,10 +622,14 @@ impl At<'_> {
             Some(why) => format!("{message}; {why}"),
             None => message.clone(),
         };
+        let audited = match &warning {
+            Some(warning) => format!("{said}; warning: {warning}"),
+            None => said.clone(),
+        };
         audit.record(
             &request,
             if code == exit::OK { "ok" } else { "failed" },
-            &said,
+            &audited,
         );
         match run.output {
             Output::Text => print_out(&sanitize_plain(&said)),
@@ -627,10 +639,11 @@ impl At<'_> {
                 "outcome": outcome,
                 "exit": code,
                 "from_revision": from,
-                "to_revision": to,
-                "image": image,
-                "revision": (code == exit::OK).then_some(if skipped { from } else { to }),
+                "to_revision": undone.revision,
+                "image": undone.image,
+                "revision": (code == exit::OK).then_some(if skipped { from } else { undone.revision }),
                 "reason": reason.as_deref().or(skipped.then_some(message.as_str())),
+                "warning": warning,
                 "steps": 0,
                 "took_ms": started.elapsed().as_millis() as u64,
             }))),
@@ -976,13 +989,22 @@ fn own_phase(status: &RolloutStatus) -> &'static str {
     }
 }
 
-/// The revisions as `history` prints them: the current one marked `*`.
+/// The revisions as `history` prints them: the current one marked `*`, and why Pilothouse
+/// rolled back from a revision, where it did.
 fn history_table(workload: &str, revisions: &[Revision]) -> String {
     if revisions.is_empty() {
         return format!("no revisions recorded for {}\n", sanitize_plain(workload));
     }
-    let header = ["REVISION", "REPLICASET", "READY", "IMAGE", "CAUSE"].map(String::from);
-    let rows: Vec<[String; 5]> = revisions
+    let header = [
+        "REVISION",
+        "REPLICASET",
+        "READY",
+        "IMAGE",
+        "CAUSE",
+        "ROLLED BACK",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 6]> = revisions
         .iter()
         .map(|r| {
             [
@@ -993,10 +1015,13 @@ fn history_table(workload: &str, revisions: &[Revision]) -> String {
                 r.change_cause
                     .as_deref()
                     .map_or_else(|| "-".to_string(), sanitize_plain),
+                r.rolled_back
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), sanitize_plain),
             ]
         })
         .collect();
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 6];
     for row in std::iter::once(&header).chain(&rows) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(display_width(cell));
@@ -1016,8 +1041,8 @@ fn history_table(workload: &str, revisions: &[Revision]) -> String {
 }
 
 /// The revisions as `history --output json` prints them, in the Docker history's shape: a
-/// Deployment's revision has no Pilothouse hash or recorded time (`null`), and adds its
-/// ReplicaSet and counts.
+/// Deployment's revision has no Pilothouse hash or recorded time (`null`), `rolled_back` is its
+/// ReplicaSet's mark, and it adds its ReplicaSet and counts.
 fn history_json(workload: &str, revisions: &[Revision]) -> serde_json::Value {
     let listed: Vec<serde_json::Value> = revisions
         .iter()
@@ -1028,7 +1053,7 @@ fn history_json(workload: &str, revisions: &[Revision]) -> serde_json::Value {
                 "image": r.image,
                 "cause": r.change_cause,
                 "created": null,
-                "rolled_back": null,
+                "rolled_back": r.rolled_back,
                 "replica_set": r.replica_set,
                 "replicas": r.desired,
                 "ready": r.ready,

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::actuator::{ActionKind, ActionOutcome, ActionRequest, Actuator, Refusal};
 use crate::autoscaler::Status as RulesStatus;
+use crate::autoscaler::setup::ContextOpener;
 use crate::config::Config;
 use crate::keymap::{KeyAction, Keymap, Mode};
 use crate::logbuf::LogBuffer;
@@ -197,6 +198,10 @@ pub struct App {
     pub rollouts: RolloutLink,
     /// A line for a newcomer (the demo's), shown above the workloads table's key hints.
     pub hint: Option<String>,
+    /// Opens the kubeconfig's other contexts (`:ctx NAME`); `None` opens none.
+    contexts: Option<ContextOpener>,
+    /// The kubeconfig's contexts, read when command mode opens, for Tab.
+    context_names: Vec<String>,
 }
 
 impl App {
@@ -239,7 +244,14 @@ impl App {
             autoscaler: AutoscalerLink::default(),
             rollouts: RolloutLink::default(),
             hint: None,
+            contexts: None,
+            context_names: Vec::new(),
         }
+    }
+
+    /// What opens a context of the kubeconfig that is not open yet (`:ctx NAME`).
+    pub fn attach_contexts(&mut self, opener: ContextOpener) {
+        self.contexts = Some(opener);
     }
 
     /// Where rule files are edited, and the autoscaler that runs them (`None`: it is off).
@@ -352,7 +364,10 @@ impl App {
                 self.help = true;
                 self.help_scroll = 0;
             }
-            KeyAction::Command => self.prompt = Prompt::Command(CommandLine::default()),
+            KeyAction::Command => {
+                self.context_names = self.contexts.as_ref().map_or_else(Vec::new, |c| c.contexts());
+                self.prompt = Prompt::Command(CommandLine::default());
+            }
             KeyAction::Quit | KeyAction::Back => self.back(action == KeyAction::Quit),
             KeyAction::Autoscaler => self.toggle_autoscaler(),
             KeyAction::Rollouts => self.toggle_rollouts(),
@@ -675,15 +690,18 @@ impl App {
         }
     }
 
-    /// What Tab can complete in command mode: views, then targets.
-    fn command_candidates(&self) -> Vec<String> {
-        let targets: Vec<String> = self
-            .store
-            .targets()
+    /// What Tab can complete in command mode: views, then targets, then contexts (the open
+    /// ones, then the kubeconfig's).
+    pub(crate) fn command_candidates(&self) -> Vec<String> {
+        let targets = self.store.targets();
+        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        let contexts: Vec<String> = targets
             .iter()
+            .filter(|t| t.platform == crate::model::PlatformKind::Kubernetes)
             .map(|t| t.name.clone())
+            .chain(self.context_names.iter().cloned())
             .collect();
-        command::candidates(&targets)
+        command::candidates(&names, &contexts)
     }
 
     fn run_command(&mut self, input: &str) {
@@ -702,6 +720,7 @@ impl App {
                 self.target_filter = name;
                 self.table.mark_stale();
             }
+            Ok(command::Command::OpenContext(name)) => self.open_context(&name, &targets),
             Ok(command::Command::Help) => self.help = true,
             Ok(command::Command::Quit) => self.quit = true,
             Ok(command::Command::Logs) => self.open_logs(false),
@@ -712,6 +731,43 @@ impl App {
             }
             Err(e) => self.error(e),
         }
+    }
+
+    /// `:ctx NAME` for a context that is not open: start its worker, make it known to the
+    /// store, the actuator and the autoscaler, and show it alone. An error changes nothing.
+    fn open_context(&mut self, name: &str, open: &[String]) {
+        let Some(opener) = &self.contexts else {
+            self.error(format!(
+                "no target named {name:?}; known targets: {}",
+                open.join(", ")
+            ));
+            return;
+        };
+        let started = match opener.open(name) {
+            Ok(started) => started,
+            Err(e) => return self.error(e),
+        };
+        self.store.add_target(&started.name, started.kind);
+        self.workers
+            .insert(started.name.clone(), started.worker.clone());
+        self.actuator.add_worker(&started.name, started.worker);
+        let addresses = &mut self.rollouts.addresses;
+        addresses.insert(started.name.clone(), started.endpoint.clone());
+        let engine = self.autoscaler.link.as_ref().is_some_and(|link| {
+            let add = crate::autoscaler::Command::AddTarget {
+                name: started.name.clone(),
+                endpoint: started.endpoint,
+            };
+            link.commands.send(add).is_ok()
+        });
+        let why = if engine {
+            ""
+        } else {
+            " (the autoscaler is off in this console: no rule acts on it)"
+        };
+        self.info(format!("opened context {:?}{why}", started.name));
+        self.target_filter = Some(started.name);
+        self.table.mark_stale();
     }
 
     pub(crate) fn info(&mut self, text: String) {

@@ -10,7 +10,8 @@ pub const VERBS: &[(&str, &str)] = &[
     ("host", "show one target: :host NAME, or :host to show all"),
     (
         "ctx",
-        "show one Kubernetes context: :ctx NAME, or :ctx to show all",
+        "show one Kubernetes context, opening it from the kubeconfig if it is not open: \
+         :ctx NAME, or :ctx to show all",
     ),
     ("help", "the key help"),
     ("quit", "leave the console"),
@@ -25,6 +26,8 @@ pub enum Command {
     Rules,
     /// Show only this target, or all when `None`.
     Host(Option<String>),
+    /// Open this context of the kubeconfig, which is not open yet, and show it alone.
+    OpenContext(String),
     Help,
     Quit,
 }
@@ -72,14 +75,22 @@ impl CommandLine {
     }
 }
 
-/// Everything Tab can produce: each verb, then `host NAME` for each target.
-pub fn candidates(targets: &[String]) -> Vec<String> {
+/// Everything Tab can produce: each verb, then `host NAME` for each open target, then
+/// `ctx NAME` for each context (open or only in the kubeconfig), each once.
+pub fn candidates(targets: &[String], contexts: &[String]) -> Vec<String> {
     let mut out: Vec<String> = VERBS.iter().map(|(v, _)| v.to_string()).collect();
     out.extend(targets.iter().map(|t| format!("host {t}")));
+    for context in contexts {
+        let candidate = format!("ctx {context}");
+        if !out.contains(&candidate) {
+            out.push(candidate);
+        }
+    }
     out
 }
 
-/// Parse a command line; the error says what was wrong and what is accepted.
+/// Parse a command line against the open `targets`; the error says what was wrong and what is
+/// accepted. A context that is not open is for the app to look for in the kubeconfig.
 pub fn parse(input: &str, targets: &[String]) -> Result<Command, String> {
     let mut words = input.split_whitespace();
     let Some(verb) = words.next() else {
@@ -91,6 +102,7 @@ pub fn parse(input: &str, targets: &[String]) -> Result<Command, String> {
         return match rest {
             "" => Ok(Command::Host(None)),
             name if targets.iter().any(|t| t == name) => Ok(Command::Host(Some(name.to_string()))),
+            name if verb == "ctx" => Ok(Command::OpenContext(name.to_string())),
             name => Err(format!(
                 "no target named {name:?}; known targets: {}",
                 targets.join(", ")
@@ -134,7 +146,7 @@ mod tests {
 
     #[test]
     fn tab_cycles_through_candidates_that_start_with_what_was_typed() {
-        let all = candidates(&targets());
+        let all = candidates(&targets(), &[]);
         let mut line = CommandLine {
             input: "host l".to_string(),
             completing: None,
@@ -153,7 +165,7 @@ mod tests {
             input: "wo".to_string(),
             completing: None,
         };
-        line.complete(&candidates(&targets()));
+        line.complete(&candidates(&targets(), &[]));
         assert_eq!(line.input, "workloads");
     }
 
@@ -173,6 +185,66 @@ mod tests {
             err.contains("\"prod\"") && err.contains("local, lab"),
             "{err}"
         );
+        let err = parse("target prod", &targets()).unwrap_err();
+        assert!(
+            err.contains("\"prod\"") && err.contains("local, lab"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ctx_shows_an_open_context_and_asks_to_open_one_that_is_not_taking_the_rest_of_the_line() {
+        let open = vec!["local".to_string(), "prod".to_string()];
+        assert_eq!(
+            parse("ctx prod", &open),
+            Ok(Command::Host(Some("prod".into())))
+        );
+        assert_eq!(parse(" ctx ", &open), Ok(Command::Host(None)));
+        assert_eq!(
+            parse("ctx  staging eu ", &open),
+            Ok(Command::OpenContext("staging eu".into()))
+        );
+        assert_eq!(
+            parse("ctxprod", &open),
+            Err(
+                "unknown command :ctxprod; known: workloads, logs, rules, host, ctx, help, quit"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn tab_offers_every_context_once_those_of_the_kubeconfig_after_the_open_targets() {
+        let open = vec!["local".to_string(), "prod".to_string()];
+        let contexts = vec![
+            "prod".to_string(),
+            "staging eu".to_string(),
+            "prod".to_string(),
+        ];
+        let all = candidates(&open, &contexts);
+        let ctx: Vec<&str> = all
+            .iter()
+            .filter(|c| c.starts_with("ctx "))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(ctx, ["ctx prod", "ctx staging eu"]);
+
+        let mut line = CommandLine {
+            input: "ctx s".to_string(),
+            completing: None,
+        };
+        line.complete(&all);
+        assert_eq!(line.input, "ctx staging eu");
+        line.complete(&all);
+        assert_eq!(line.input, "ctx staging eu", "the only match stays");
+        let mut line = CommandLine {
+            input: "ctx ".to_string(),
+            completing: None,
+        };
+        line.complete(&all);
+        assert_eq!(line.input, "ctx prod");
+        line.complete(&all);
+        assert_eq!(line.input, "ctx staging eu");
     }
 
     #[test]

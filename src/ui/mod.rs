@@ -70,8 +70,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     }
     let hints: Vec<String> = match &app.prompt {
         Prompt::Command(line) => {
-            let targets: Vec<String> = app.store.targets().iter().map(|t| t.name.clone()).collect();
-            let candidates = command::candidates(&targets);
+            let candidates = app.command_candidates();
             line.hints(&candidates).into_iter().cloned().collect()
         }
         _ => Vec::new(),

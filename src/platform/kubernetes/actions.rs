@@ -25,6 +25,12 @@ pub const HASH_LABEL: &str = "pod-template-hash";
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 /// The annotation `kubectl` keeps a revision's reason for being in.
 pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
+/// The annotation Pilothouse's rollout puts on the ReplicaSet of a revision it rolled back
+/// from, saying why in a few words. It lives in the cluster, so every machine that rolls back
+/// sees it: a rollback to the previous revision passes over a revision so marked.
+pub const ROLLED_BACK_ANNOTATION: &str = "pilothouse.dev/rolled-back";
+/// The longest reason a mark keeps, in characters; a longer one is cut.
+const MARK_MAX_CHARS: usize = 200;
 
 /// Annotations of a Deployment that belong to it rather than to a revision: a rollback keeps
 /// the Deployment's own and takes every other one from the ReplicaSet, as `kubectl` does.
@@ -140,6 +146,8 @@ pub struct Revision {
     pub ready: u64,
     /// `kubernetes.io/change-cause`, where someone recorded one.
     pub change_cause: Option<String>,
+    /// Why Pilothouse rolled back from this revision ([`ROLLED_BACK_ANNOTATION`]), if it did.
+    pub rolled_back: Option<String>,
 }
 
 /// Where a rollout stands, as `kubectl rollout status` judges it.
@@ -669,12 +677,13 @@ fn revision_from(rs: &ReplicaSet, number: u64, current: bool) -> Revision {
         current,
         desired: count(rs.spec.as_ref().and_then(|s| s.replicas)),
         ready: count(rs.status.as_ref().and_then(|s| s.ready_replicas)),
-        change_cause: rs
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(CHANGE_CAUSE_ANNOTATION).cloned()),
+        change_cause: annotation(rs, CHANGE_CAUSE_ANNOTATION),
+        rolled_back: annotation(rs, ROLLED_BACK_ANNOTATION),
     }
+}
+
+fn annotation(rs: &ReplicaSet, key: &str) -> Option<String> {
+    rs.metadata.annotations.as_ref()?.get(key).cloned()
 }
 
 /// Reads a Deployment and the ReplicaSets it controls (its `ownerReferences` with
@@ -768,21 +777,79 @@ pub async fn revisions(
     Ok(history(client, namespace, name).await?.revisions())
 }
 
+/// One revision as a rollback to the previous revision weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub number: u64,
+    /// The Deployment's template is this revision's.
+    pub current: bool,
+    /// Pilothouse rolled back from it ([`ROLLED_BACK_ANNOTATION`]).
+    pub rolled_back: bool,
+}
+
+impl From<&Revision> for Candidate {
+    fn from(revision: &Revision) -> Candidate {
+        Candidate {
+            number: revision.number,
+            current: revision.current,
+            rolled_back: revision.rolled_back.is_some(),
+        }
+    }
+}
+
+/// Where a rollback to the previous revision goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Previous {
+    /// The highest revision below the current one that is not the current template and that
+    /// Pilothouse did not roll back from.
+    To(u64),
+    /// No revision is below the current one.
+    Nothing,
+    /// Every revision below the current one was rolled back from: these, oldest first.
+    AllRolledBack(Vec<u64>),
+}
+
+/// Decides where a rollback without a revision goes from revision `current`: as `kubectl
+/// rollout undo` does, but passing over the revisions Pilothouse rolled back from, so that an
+/// undo after an automatic rollback never returns to the revision that failed.
+pub fn previous(candidates: &[Candidate], current: u64) -> Previous {
+    let earlier: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.number < current && !c.current)
+        .collect();
+    if let Some(best) = earlier
+        .iter()
+        .filter(|c| !c.rolled_back)
+        .max_by_key(|c| c.number)
+    {
+        return Previous::To(best.number);
+    }
+    if earlier.is_empty() {
+        return Previous::Nothing;
+    }
+    let mut marked: Vec<u64> = earlier.iter().map(|c| c.number).collect();
+    marked.sort_unstable();
+    Previous::AllRolledBack(marked)
+}
+
 /// What a rollback is to do, decided from the history alone.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum UndoPlan {
     /// The current template already is that revision's.
-    Skip { revision: u64 },
+    Skip { revision: u64, image: String },
     /// Patch the Deployment to this revision's template and annotations.
     Patch {
         revision: u64,
+        image: String,
         template: Value,
         annotations: BTreeMap<String, String>,
+        /// Why Pilothouse rolled back from this revision, when `to_revision` named one it did.
+        rolled_back: Option<String>,
     },
 }
 
-/// Decides a rollback as `kubectl rollout undo` does: the previous revision (the highest below
-/// the current one) or `to_revision`.
+/// Decides a rollback as `kubectl rollout undo` does: `to_revision` exactly, else the previous
+/// revision as [`previous`] decides it (the revisions Pilothouse rolled back from passed over).
 pub(crate) fn plan_undo(
     history: &History,
     namespace: &str,
@@ -794,52 +861,53 @@ pub(crate) fn plan_undo(
             "cannot roll back a paused deployment; resume it first ({namespace}/{name})"
         )));
     }
-    let numbered: Vec<(u64, &ReplicaSet)> = history
-        .replica_sets
-        .iter()
-        .filter_map(|rs| Some((revision_of(rs.metadata.annotations.as_ref())?, rs)))
-        .collect();
-    let mut numbers: Vec<u64> = numbered.iter().map(|(n, _)| *n).collect();
-    numbers.sort_unstable();
+    let revisions = history.revisions();
+    let numbers: Vec<u64> = revisions.iter().map(|r| r.number).collect();
     if numbers.is_empty() {
         return Err(ActionError::Refused(format!(
             "no rollout history found for deployment {namespace}/{name}"
         )));
     }
     let chosen = match to_revision {
-        Some(wanted) => numbered.iter().find(|(n, _)| *n == wanted).ok_or_else(|| {
-            ActionError::Refused(format!(
-                "deployment {namespace}/{name} has no revision {wanted}; its revisions are {}",
-                list_numbers(&numbers)
-            ))
-        })?,
+        Some(wanted) => revisions
+            .iter()
+            .find(|r| r.number == wanted)
+            .ok_or_else(|| {
+                ActionError::Refused(format!(
+                    "deployment {namespace}/{name} has no revision {wanted}; its revisions are {}",
+                    list_numbers(&numbers)
+                ))
+            })?,
         None => {
             let current = history
                 .revision()
                 .or_else(|| numbers.last().copied())
                 .unwrap_or(0);
-            numbered
-                .iter()
-                .filter(|(n, _)| *n < current)
-                .max_by_key(|(n, _)| *n)
-                .ok_or_else(|| {
-                    ActionError::Refused(format!(
-                        "deployment {namespace}/{name} has no revision before {current} to roll \
-                         back to; its revisions are {}",
-                        list_numbers(&numbers)
-                    ))
-                })?
+            previous_of(&revisions, current, namespace, name)?
         }
     };
-    let (revision, rs) = (chosen.0, chosen.1);
+    let revision = chosen.number;
+    let rs = history
+        .replica_sets
+        .iter()
+        .find(|rs| {
+            rs.metadata.name.as_deref() == Some(chosen.replica_set.as_str())
+                && revision_of(rs.metadata.annotations.as_ref()) == Some(revision)
+        })
+        .ok_or_else(|| {
+            ActionError::Refused(format!(
+                "the ReplicaSet of revision {revision} of deployment {namespace}/{name} has no name"
+            ))
+        })?;
     let Some(template) = rs_template(rs) else {
         return Err(ActionError::Refused(format!(
             "the ReplicaSet {} of revision {revision} has no pod template to roll back to",
             rs.metadata.name.as_deref().unwrap_or("?")
         )));
     };
+    let image = chosen.image.clone();
     if same_template(template, &history.template()) {
-        return Ok(UndoPlan::Skip { revision });
+        return Ok(UndoPlan::Skip { revision, image });
     }
     let mut copy = template.clone();
     if let Some(labels) = copy.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
@@ -852,9 +920,58 @@ pub(crate) fn plan_undo(
     })?;
     Ok(UndoPlan::Patch {
         revision,
+        image,
         template,
         annotations: rollback_annotations(history, rs),
+        rolled_back: chosen.rolled_back.clone(),
     })
+}
+
+/// The revision a rollback without a revision goes to from `current`, or why there is none.
+fn previous_of<'r>(
+    revisions: &'r [Revision],
+    current: u64,
+    namespace: &str,
+    name: &str,
+) -> Result<&'r Revision, ActionError> {
+    let candidates: Vec<Candidate> = revisions.iter().map(Candidate::from).collect();
+    let numbers: Vec<u64> = revisions.iter().map(|r| r.number).collect();
+    match previous(&candidates, current) {
+        Previous::To(number) => revisions
+            .iter()
+            .find(|r| r.number == number)
+            .ok_or_else(|| {
+                ActionError::Refused(format!(
+                    "internal error: revision {number} of deployment {namespace}/{name} was \
+                     chosen but is not in its history"
+                ))
+            }),
+        Previous::Nothing => Err(ActionError::Refused(format!(
+            "deployment {namespace}/{name} has no revision before {current} to roll back to; \
+             its revisions are {}",
+            list_numbers(&numbers)
+        ))),
+        Previous::AllRolledBack(marked) => {
+            let listed: Vec<String> = marked
+                .iter()
+                .filter_map(|n| revisions.iter().find(|r| r.number == *n))
+                .map(|r| {
+                    format!(
+                        "revision {} ({}): {}",
+                        r.number,
+                        r.image,
+                        r.rolled_back.as_deref().unwrap_or("")
+                    )
+                })
+                .collect();
+            Err(ActionError::Refused(format!(
+                "deployment {namespace}/{name} has no revision before {current} to roll back to \
+                 that Pilothouse did not roll back from; rolled back from: {} (`pilothouse \
+                 rollback --to-revision N` goes to one of them anyway)",
+                listed.join("; ")
+            )))
+        }
+    }
 }
 
 fn list_numbers(numbers: &[u64]) -> String {
@@ -877,7 +994,10 @@ fn rollback_annotations(history: &History, rs: &ReplicaSet) -> BTreeMap<String, 
     }
     if let Some(theirs) = &rs.metadata.annotations {
         for (key, value) in theirs {
-            if !DEPLOYMENT_OWN_ANNOTATIONS.contains(&key.as_str()) {
+            // The mark belongs to the ReplicaSet: on the Deployment, Kubernetes' controller would
+            // copy it to the ReplicaSets of later revisions.
+            if !DEPLOYMENT_OWN_ANNOTATIONS.contains(&key.as_str()) && key != ROLLED_BACK_ANNOTATION
+            {
                 out.insert(key.clone(), value.clone());
             }
         }
@@ -885,29 +1005,73 @@ fn rollback_annotations(history: &History, rs: &ReplicaSet) -> BTreeMap<String, 
     out
 }
 
-/// Returns a Deployment to an earlier revision, as `kubectl rollout undo` does: the previous
-/// one, or `to_revision`. The controller then scales the old ReplicaSet back up.
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undone {
+    /// The revision gone to, as it was numbered (its controller then numbers it anew).
+    pub revision: u64,
+    /// Its first container's image.
+    pub image: String,
+    /// False when the template already was that revision's, so nothing was patched.
+    pub changed: bool,
+    /// Why Pilothouse had rolled back from the revision gone to, when one so marked was asked
+    /// for by number.
+    pub rolled_back: Option<String>,
+    /// One line saying what was done.
+    pub message: String,
+}
+
+impl Undone {
+    /// The warning for a rollback to a revision Pilothouse had rolled back from.
+    pub fn warning(&self) -> Option<String> {
+        let why = self.rolled_back.as_deref()?;
+        Some(format!(
+            "revision {} ({}) is one Pilothouse rolled back from: {why}",
+            self.revision, self.image
+        ))
+    }
+
+    /// The message, with the warning after it when there is one: what the console shows.
+    pub fn said(&self) -> String {
+        match self.warning() {
+            Some(warning) => format!("{}; warning: {warning}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// Returns a Deployment to an earlier revision, as `kubectl rollout undo` does: `to_revision`,
+/// or the previous one, passing over the revisions Pilothouse rolled back from. The controller
+/// then scales the old ReplicaSet back up.
 pub async fn undo(
     client: &kube::Client,
     workload: &WorkloadId,
     to_revision: Option<u64>,
-) -> Result<String, ActionError> {
+) -> Result<Undone, ActionError> {
     deployment_only(workload, "rolling back")?;
     let (namespace, name) = split_name(workload)?;
     let history = history(client, namespace, name).await?;
-    let (revision, template, annotations) = match plan_undo(&history, namespace, name, to_revision)?
-    {
-        UndoPlan::Skip { revision } => {
-            return Ok(format!(
-                "skipped rollback (current template already matches revision {revision})"
-            ));
-        }
-        UndoPlan::Patch {
-            revision,
-            template,
-            annotations,
-        } => (revision, template, annotations),
-    };
+    let (revision, image, template, annotations, rolled_back) =
+        match plan_undo(&history, namespace, name, to_revision)? {
+            UndoPlan::Skip { revision, image } => {
+                return Ok(Undone {
+                    revision,
+                    image,
+                    changed: false,
+                    rolled_back: None,
+                    message: format!(
+                        "skipped rollback (current template already matches revision {revision})"
+                    ),
+                });
+            }
+            UndoPlan::Patch {
+                revision,
+                image,
+                template,
+                annotations,
+                rolled_back,
+            } => (revision, image, template, annotations, rolled_back),
+        };
     let patch = json_patch(json!([
         { "op": "replace", "path": "/spec/template", "value": template },
         { "op": "add", "path": "/metadata/annotations", "value": annotations },
@@ -919,10 +1083,62 @@ pub async fn undo(
         name,
     };
     patch_controller(client, Kind::Deployment, op, &patch).await?;
-    info!(workload = %workload, revision, "rolled back");
-    Ok(format!(
-        "rolled back deployment {namespace}/{name} to revision {revision}"
-    ))
+    info!(workload = %workload, revision, image, marked = rolled_back.is_some(), "rolled back");
+    Ok(Undone {
+        message: format!(
+            "rolled back deployment {namespace}/{name} to revision {revision} ({image})"
+        ),
+        revision,
+        image,
+        changed: true,
+        rolled_back,
+    })
+}
+
+/// The mark's value for `why`: one line, at most [`MARK_MAX_CHARS`] characters.
+fn mark_value(why: &str) -> String {
+    let line: String = why
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    if line.chars().count() <= MARK_MAX_CHARS {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(MARK_MAX_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Marks the ReplicaSet `replica_set` as a revision Pilothouse rolled back from, with why
+/// ([`ROLLED_BACK_ANNOTATION`]); `None` for `why` takes the mark away.
+pub async fn mark_rolled_back(
+    client: &kube::Client,
+    namespace: &str,
+    replica_set: &str,
+    why: Option<&str>,
+) -> Result<(), ActionError> {
+    let value = why.map_or(Value::Null, |why| Value::String(mark_value(why)));
+    let patch = Patch::Merge(json!({
+        "metadata": { "annotations": { ROLLED_BACK_ANNOTATION: value } }
+    }));
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+        .patch(replica_set, &params, &patch)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            Op {
+                verb: "patch",
+                resource: "replicasets",
+                namespace,
+                name: replica_set,
+            }
+            .fail(e)
+        })
 }
 
 /// Where a workload's rollout stands, as `kubectl rollout status` would say.
@@ -1184,6 +1400,7 @@ mod tests {
             revision,
             template,
             annotations,
+            ..
         } = plan
         else {
             panic!("expected a patch, got {plan:?}");
@@ -1205,7 +1422,13 @@ mod tests {
     #[test]
     fn undo_to_a_revision_that_is_the_current_template_is_skipped() {
         let plan = plan_undo(&three_revisions(3), "shop", "web", Some(3)).unwrap();
-        assert_eq!(plan, UndoPlan::Skip { revision: 3 });
+        assert_eq!(
+            plan,
+            UndoPlan::Skip {
+                revision: 3,
+                image: "web:3".into()
+            }
+        );
     }
 
     #[test]
@@ -1236,6 +1459,128 @@ mod tests {
         assert!(err.to_string().contains("no revision before 1"), "{err}");
     }
 
+    /// `three_revisions(current)` with these revisions marked as rolled back from.
+    fn marked(current: u64, marks: &[(u64, &str)]) -> History {
+        let mut found = three_revisions(current);
+        for rs in &mut found.replica_sets {
+            let number = revision_of(rs.metadata.annotations.as_ref());
+            if let Some((_, why)) = marks.iter().find(|(n, _)| Some(*n) == number) {
+                rs.metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(ROLLED_BACK_ANNOTATION.to_string(), why.to_string());
+            }
+        }
+        found
+    }
+
+    fn planned_revision(plan: &UndoPlan) -> u64 {
+        match plan {
+            UndoPlan::Skip { revision, .. } | UndoPlan::Patch { revision, .. } => *revision,
+        }
+    }
+
+    #[test]
+    fn undo_passes_over_a_revision_pilothouse_rolled_back_from() {
+        let plan = plan_undo(&marked(3, &[(2, "it crash-loops")]), "shop", "web", None).unwrap();
+        assert_eq!(planned_revision(&plan), 1);
+        let UndoPlan::Patch {
+            image, rolled_back, ..
+        } = plan
+        else {
+            panic!("expected a patch, got {plan:?}");
+        };
+        assert_eq!(image, "web:1");
+        assert_eq!(rolled_back, None);
+    }
+
+    #[test]
+    fn undo_when_every_earlier_revision_was_rolled_back_from_lists_them_with_why() {
+        let history = marked(3, &[(1, "timed out after 5m"), (2, "it crash-loops")]);
+        let err = plan_undo(&history, "shop", "web", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "deployment shop/web has no revision before 3 to roll back to that Pilothouse did \
+             not roll back from; rolled back from: revision 1 (web:1): timed out after 5m; \
+             revision 2 (web:2): it crash-loops (`pilothouse rollback --to-revision N` goes to \
+             one of them anyway)"
+        );
+    }
+
+    #[test]
+    fn undo_to_a_named_revision_goes_there_even_when_it_was_rolled_back_from() {
+        let history = marked(3, &[(2, "it crash-loops")]);
+        let plan = plan_undo(&history, "shop", "web", Some(2)).unwrap();
+        let UndoPlan::Patch {
+            revision,
+            image,
+            rolled_back,
+            annotations,
+            ..
+        } = plan
+        else {
+            panic!("expected a patch, got {plan:?}");
+        };
+        assert_eq!((revision, image.as_str()), (2, "web:2"));
+        assert_eq!(rolled_back.as_deref(), Some("it crash-loops"));
+        assert!(
+            !annotations.contains_key(ROLLED_BACK_ANNOTATION),
+            "the mark stays on the ReplicaSet, not the Deployment: {annotations:?}"
+        );
+    }
+
+    #[test]
+    fn a_mark_on_the_current_revision_does_not_stop_an_undo() {
+        let plan = plan_undo(
+            &marked(3, &[(3, "aborted by an operator")]),
+            "shop",
+            "web",
+            None,
+        );
+        assert_eq!(planned_revision(&plan.unwrap()), 2);
+    }
+
+    #[test]
+    fn previous_passes_over_the_current_template_even_below_the_deployments_number() {
+        // Just after an undo to revision 1: the template is 1's, the controller has not
+        // renumbered it yet, so the Deployment still says 3.
+        let candidates = [
+            Candidate {
+                number: 1,
+                current: true,
+                rolled_back: false,
+            },
+            Candidate {
+                number: 2,
+                current: false,
+                rolled_back: false,
+            },
+            Candidate {
+                number: 3,
+                current: false,
+                rolled_back: true,
+            },
+        ];
+        assert_eq!(previous(&candidates, 3), Previous::To(2));
+        assert_eq!(previous(&candidates[..1], 3), Previous::Nothing);
+        let mut all_marked = candidates;
+        all_marked[1].rolled_back = true;
+        assert_eq!(previous(&all_marked, 3), Previous::AllRolledBack(vec![2]));
+        assert_eq!(
+            previous(&all_marked, 4),
+            Previous::AllRolledBack(vec![2, 3])
+        );
+    }
+
+    #[test]
+    fn a_mark_is_one_line_and_a_long_reason_is_cut() {
+        assert_eq!(mark_value("  crash\nloops\u{1b}[2J "), "crash loops [2J");
+        let long = "x".repeat(500);
+        let cut = mark_value(&long);
+        assert_eq!(cut.chars().count(), MARK_MAX_CHARS);
+        assert!(cut.ends_with('…'), "{cut}");
+    }
+
     #[test]
     fn revisions_mark_the_one_whose_template_the_deployment_runs() {
         let revisions = three_revisions(2).revisions();
@@ -1247,6 +1592,9 @@ mod tests {
         assert_eq!(current, vec![2]);
         assert_eq!(revisions[1].image, "web:2");
         assert_eq!(revisions[1].change_cause.as_deref(), Some("bump"));
+        assert_eq!(revisions[1].rolled_back, None);
+        let marks = marked(3, &[(2, "it crash-loops")]).revisions();
+        assert_eq!(marks[1].rolled_back.as_deref(), Some("it crash-loops"));
     }
 
     #[test]

@@ -380,7 +380,7 @@ impl Session {
                 let client = self.client.clone();
                 worker.spawn_action(reply, async move {
                     let done = actions::undo(&client, &workload, to_revision).await;
-                    done.map_err(|e| e.to_string())
+                    done.map(|undone| undone.said()).map_err(|e| e.to_string())
                 });
             }
             Request::FollowLogs {

@@ -173,6 +173,9 @@ struct Runner<'a> {
     started: Instant,
     /// How long the controller may take to give a verdict when there is no timeout.
     limit: Duration,
+    /// The ReplicaSet of the new revision, when an earlier rollout rolled back from it (its
+    /// mark is taken away once this rollout completes).
+    marked_new: Option<String>,
 }
 
 impl<'a> Runner<'a> {
@@ -231,6 +234,7 @@ impl<'a> Runner<'a> {
             last: None,
             started: Instant::now(),
             limit: Duration::from_secs(deadline) + Duration::from_secs(30),
+            marked_new: None,
         };
         runner.open_record(&history)?;
         if let Err(e) = actions::set_image(&job.client, &job.workload, &job.image).await {
@@ -288,7 +292,10 @@ impl<'a> Runner<'a> {
 
     async fn follow_and_settle(&mut self) -> Outcome {
         let reason = match self.follow().await {
-            Ok(revision) => return Outcome::Complete { revision },
+            Ok(revision) => {
+                self.unmark_new().await;
+                return Outcome::Complete { revision };
+            }
             Err(Stop::Error(reason)) => return Outcome::Failed { reason },
             Err(Stop::Back(reason)) => reason,
         };
@@ -296,7 +303,7 @@ impl<'a> Runner<'a> {
         warn!(workload = %self.job.workload, %reason, from = failed, to = self.from, "rolling back");
         self.phase = Phase::RollingBack;
         self.announce(format!("rolling back to revision {}: {reason}", self.from));
-        match self.roll_back().await {
+        match self.roll_back(&reason).await {
             Ok(()) => Outcome::RolledBack {
                 from: failed,
                 to: self.from,
@@ -349,6 +356,11 @@ impl<'a> Runner<'a> {
             .and_then(|rs| revision_number(rs.metadata.annotations.as_ref()));
         if current.is_some_and(|n| n != self.from) {
             self.to = current;
+            self.marked_new = look
+                .history
+                .current()
+                .filter(|rs| marked(rs))
+                .and_then(|rs| rs.metadata.name.clone());
         }
         let status = actions::deployment_status(&look.history.deployment);
         self.report(look, status.message().to_string());
@@ -415,21 +427,22 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Returns the Deployment to the revision it started from and waits until that is rolled
-    /// out and ready.
-    async fn roll_back(&mut self) -> Result<(), String> {
+    /// Marks the new revision's ReplicaSet as rolled back from, returns the Deployment to the
+    /// revision it started from and waits until that is rolled out and ready.
+    async fn roll_back(&mut self, reason: &str) -> Result<(), String> {
         let history = actions::history(&self.job.client, &self.namespace, &self.name)
             .await
             .map_err(|e| e.to_string())?;
+        self.mark_failed(&history, reason).await;
         if history.deployment.spec.as_ref().and_then(|s| s.paused) == Some(true) {
             actions::set_paused(&self.job.client, &self.job.workload, false)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let message = actions::undo(&self.job.client, &self.job.workload, Some(self.from))
+        let undone = actions::undo(&self.job.client, &self.job.workload, Some(self.from))
             .await
             .map_err(|e| e.to_string())?;
-        self.announce(message);
+        self.announce(undone.said());
         let started = Instant::now();
         loop {
             if started.elapsed() >= self.limit {
@@ -455,6 +468,54 @@ impl<'a> Runner<'a> {
                 Err(e) => return Err(e.to_string()),
             }
             self.pause_a_poll().await;
+        }
+    }
+
+    /// Marks the ReplicaSet of the Deployment's template, when it is not the revision rolled
+    /// back to, so that a later rollback to the previous revision passes over it. Best effort:
+    /// a mark that cannot be written is reported and the rollback goes on.
+    async fn mark_failed(&mut self, history: &History, reason: &str) {
+        let Some(rs) = history.current() else {
+            // The controller made no ReplicaSet for the new template: nothing ran to mark.
+            return;
+        };
+        if revision_number(rs.metadata.annotations.as_ref()) == Some(self.from) {
+            return;
+        }
+        let Some(name) = rs.metadata.name.clone() else {
+            return;
+        };
+        let marked =
+            actions::mark_rolled_back(&self.job.client, &self.namespace, &name, Some(reason)).await;
+        match marked {
+            Ok(()) => {
+                info!(workload = %self.job.workload, replica_set = name, reason, "marked rolled back");
+                self.marked_new = None;
+            }
+            Err(e) => {
+                warn!(workload = %self.job.workload, replica_set = name, error = %e, "could not mark the revision rolled back from");
+                self.announce(format!(
+                    "could not mark {name} as rolled back from ({e}): a rollback to the previous \
+                     revision may return to it"
+                ));
+            }
+        }
+    }
+
+    /// Takes the mark of an earlier rollback away from the revision this rollout completed.
+    async fn unmark_new(&mut self) {
+        let Some(name) = self.marked_new.take() else {
+            return;
+        };
+        let client = &self.job.client;
+        match actions::mark_rolled_back(client, &self.namespace, &name, None).await {
+            Ok(()) => info!(workload = %self.job.workload, replica_set = name, "mark taken away"),
+            Err(e) => {
+                warn!(workload = %self.job.workload, replica_set = name, error = %e, "could not take the rolled-back mark away");
+                self.announce(format!(
+                    "could not take the rolled-back mark away from {name}: {e}"
+                ));
+            }
         }
     }
 
@@ -578,6 +639,14 @@ fn revision_number(annotations: Option<&BTreeMap<String, String>>) -> Option<u64
         .trim()
         .parse()
         .ok()
+}
+
+/// Whether Pilothouse marked this ReplicaSet as a revision it rolled back from.
+fn marked(rs: &k8s_openapi::api::apps::v1::ReplicaSet) -> bool {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(actions::ROLLED_BACK_ANNOTATION))
 }
 
 fn pod_hash(rs: &k8s_openapi::api::apps::v1::ReplicaSet) -> Option<String> {
