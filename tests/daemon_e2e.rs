@@ -960,3 +960,75 @@ async fn two_daemons_on_one_cluster_elect_one_leader_and_the_other_takes_over_wh
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_on_a_cluster_names_it_as_kubernetes_in_healthz_and_its_lock_file() {
+    use pilothouse::sandbox::{self, Sandbox};
+    let cluster = Sandbox::start(sandbox::Options {
+        objects: sandbox::demo::objects(),
+        ..sandbox::Options::default()
+    })
+    .await
+    .expect("the sandbox cluster starts");
+    let url = cluster.url();
+    let dirs = Dirs::new();
+    let kubeconfig = dirs.path("kubeconfig");
+    std::fs::write(&kubeconfig, cluster.kubeconfig("sandbox", None)).expect("a kubeconfig");
+    for (file, text) in sandbox::demo::rules("sandbox") {
+        dirs.write_rule(&file, &text);
+    }
+    let kubeconfig = kubeconfig.display().to_string();
+    let rules = dirs.rules().display().to_string();
+    let args = [
+        "--rules",
+        &rules,
+        "--docker-host",
+        NO_DOCKER,
+        "--kubeconfig",
+        &kubeconfig,
+        "--context",
+        "sandbox",
+        "--prometheus",
+        &url,
+    ];
+    let daemon = Daemon::start(&dirs, &args).await;
+
+    // The cluster is a k8s check; the Docker host that cannot answer keeps the daemon unready.
+    let health = wait(
+        "k8s:sandbox and shop-web ok on /healthz",
+        WITHIN,
+        async || match daemon.get("/healthz").await? {
+            (503, body)
+                if body.contains("k8s:sandbox: ok k8s ")
+                    && body.contains("rule:shop-web: ok read every metric") =>
+            {
+                Ok(body)
+            }
+            (status, body) => Err(format!("{status}: {body}")),
+        },
+    )
+    .await;
+    assert!(!health.contains("docker:sandbox"), "{health}");
+    assert!(health.contains("docker:local: FAILING"), "{health}");
+
+    // The lock of the cluster is a k8s- file naming the cluster; no Docker engine was locked.
+    let locks = dirs.path("state").join("locks");
+    let files: Vec<String> = std::fs::read_dir(&locks)
+        .expect("the lock directory")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with("k8s-http___127_0_0_1_"), "{files:?}");
+    let holder = std::fs::read_to_string(locks.join(&files[0])).expect("the lock file");
+    assert!(
+        holder.contains(&format!("for kubernetes cluster {url}"))
+            && holder.contains("(context sandbox)"),
+        "{holder}"
+    );
+}

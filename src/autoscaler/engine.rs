@@ -22,7 +22,7 @@ use super::observe::Observed;
 use super::status::{Act, DecisionRecord, HISTORY, RuleState, RuleStatus, Status};
 use crate::actuator::{ActionKind, ActionRequest, Actuator};
 use crate::metrics::{MetricSource as _, PrometheusSource};
-use crate::model::{ConnState, WorkloadId};
+use crate::model::{ConnState, PlatformKind, WorkloadId};
 use crate::rules::{self, MetricSource, Reading, Recommendation, Rule, RuleTarget, ScaleEvent};
 use crate::rules::{Inputs, decide, retain_recent};
 
@@ -1047,11 +1047,24 @@ fn take_lock(shared: &Shared, rule: &Rule) -> Option<String> {
     };
     let known = lock(&shared.hosts).get(host).cloned();
     let address = known.as_deref().unwrap_or("?");
-    let about = match &rule.target {
-        RuleTarget::Docker { .. } => format!("docker engine {engine_id} at {address}"),
-        RuleTarget::Kubernetes { .. } => format!("kubernetes cluster {engine_id}"),
+    // A Docker engine is locked by its ID, a cluster by its API server's address: two contexts
+    // of one cluster share its lock, as two addresses of one engine do.
+    let (platform, key, about) = match &rule.target {
+        RuleTarget::Docker { .. } => (
+            PlatformKind::Docker,
+            engine_id.as_str(),
+            format!("docker engine {engine_id} at {address}"),
+        ),
+        RuleTarget::Kubernetes { context, .. } => {
+            let cluster = address.strip_prefix("k8s:").unwrap_or(address);
+            (
+                PlatformKind::Kubernetes,
+                cluster,
+                format!("kubernetes cluster {cluster} (context {context})"),
+            )
+        }
     };
-    match lock(&shared.locks).acquire(&engine_id, &about) {
+    match lock(&shared.locks).acquire(platform, key, &about) {
         Ok(()) => None,
         Err(LockError::Held(holder)) => Some(holder),
         Err(LockError::Unusable(why)) => {

@@ -1,11 +1,14 @@
-//! The lock that keeps two autoscalers off one Docker host: a file per engine (by the ID the
-//! engine reports, so two addresses of one engine share it) in a directory the console and the
-//! daemon share, held with an advisory lock (`flock`) for as long
+//! The lock that keeps two autoscalers off one Docker host or Kubernetes cluster: a file per
+//! engine (by the ID the engine reports, so two addresses of one engine share it) or per cluster
+//! (by its API server's address), named after its platform (`docker-ID.lock`, `k8s-URL.lock`), in
+//! a directory the console and the daemon share, held with an advisory lock (`flock`) for as long
 //! as the process runs. The holder writes who it is into the file, so the one that does not hold
 //! it can say who does. The operating system lets go of the lock when the holder exits, however
 //! it exits, so a crashed holder never leaves a stale lock behind.
 //!
-//! Not for Kubernetes, where a Lease object plays this part.
+//! Not for daemons that take part in a Kubernetes Lease's election (see `crate::daemon::leader`):
+//! the Lease decides which of them may act, and this lock is what a console and a daemon agree
+//! through.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -13,6 +16,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
+
+use crate::model::PlatformKind;
 
 /// Why a lock was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,8 +36,8 @@ pub struct HostLocks {
     dir: PathBuf,
     /// Who this autoscaler is, as others will read it: `console pid 12 (ana@box)`.
     holder: String,
-    /// Held locks by key; the open file keeps the lock.
-    held: HashMap<String, File>,
+    /// Held locks by file; the open file keeps the lock.
+    held: HashMap<PathBuf, File>,
 }
 
 impl HostLocks {
@@ -50,15 +55,21 @@ impl HostLocks {
         &self.holder
     }
 
-    /// Take the lock named `key` (an engine's ID), or keep it if held already; `about` says
-    /// what it is for in the holder's line (`docker engine ID at ADDRESS`). When another
-    /// process holds it, the error says who (as that process wrote it); when the lock file
-    /// cannot be used at all, the error says why and where.
-    pub fn acquire(&mut self, key: &str, about: &str) -> Result<(), LockError> {
-        if self.held.contains_key(key) {
+    /// Take the lock of `platform` named `key` (a Docker engine's ID, a cluster's API server
+    /// address), or keep it if held already; `about` says what it is for in the holder's line
+    /// (`docker engine ID at ADDRESS`). When another process holds it, the error says who (as
+    /// that process wrote it); when the lock file cannot be used at all, the error says why and
+    /// where.
+    pub fn acquire(
+        &mut self,
+        platform: PlatformKind,
+        key: &str,
+        about: &str,
+    ) -> Result<(), LockError> {
+        let path = self.path_for(platform, key);
+        if self.held.contains_key(&path) {
             return Ok(());
         }
-        let path = self.path_for(key);
         let mut file = open(&path).map_err(LockError::Unusable)?;
         match file.try_lock() {
             Ok(()) => {
@@ -68,7 +79,7 @@ impl HostLocks {
                     LockError::Unusable(format!("cannot write {}: {e}", path.display()))
                 })?;
                 tracing::info!(key, about, path = %path.display(), "took the autoscaler lock");
-                self.held.insert(key.to_string(), file);
+                self.held.insert(path, file);
                 Ok(())
             }
             Err(TryLockError::WouldBlock) => Err(LockError::Held(read_holder(&mut file))),
@@ -79,13 +90,16 @@ impl HostLocks {
         }
     }
 
-    /// Whether this autoscaler holds the lock named `key`.
-    pub fn holds(&self, key: &str) -> bool {
-        self.held.contains_key(key)
+    /// Whether this autoscaler holds the lock of `platform` named `key`.
+    pub fn holds(&self, platform: PlatformKind, key: &str) -> bool {
+        self.held.contains_key(&self.path_for(platform, key))
     }
 
-    fn path_for(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("docker-{}.lock", file_stem(key)))
+    /// The lock's file: the platform's short name (`docker`, `k8s`), then the key. A Docker
+    /// engine's file keeps the name it always had, so running autoscalers of an earlier version
+    /// and this one still exclude each other.
+    fn path_for(&self, platform: PlatformKind, key: &str) -> PathBuf {
+        self.dir.join(format!("{platform}-{}.lock", file_stem(key)))
     }
 }
 
@@ -144,6 +158,8 @@ pub fn describe_holder(role: &str) -> String {
 mod tests {
     use super::*;
 
+    const DOCKER: PlatformKind = PlatformKind::Docker;
+
     fn held_by(result: Result<(), LockError>) -> String {
         match result {
             Err(LockError::Held(holder)) => holder,
@@ -158,14 +174,14 @@ mod tests {
         let mut console = HostLocks::new(dir.path().to_path_buf(), "console pid 2".to_string());
 
         daemon
-            .acquire("ENGINE:1", "docker engine ENGINE:1")
+            .acquire(DOCKER, "ENGINE:1", "docker engine ENGINE:1")
             .unwrap();
-        let holder = held_by(console.acquire("ENGINE:1", "docker engine ENGINE:1"));
+        let holder = held_by(console.acquire(DOCKER, "ENGINE:1", "docker engine ENGINE:1"));
 
         assert!(holder.starts_with("daemon pid 1 since "), "{holder}");
         assert!(holder.ends_with("for docker engine ENGINE:1"), "{holder}");
-        assert!(daemon.holds("ENGINE:1"));
-        assert!(!console.holds("ENGINE:1"));
+        assert!(daemon.holds(DOCKER, "ENGINE:1"));
+        assert!(!console.holds(DOCKER, "ENGINE:1"));
     }
 
     #[test]
@@ -173,13 +189,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut first = HostLocks::new(dir.path().to_path_buf(), "first".to_string());
         let mut second = HostLocks::new(dir.path().to_path_buf(), "second".to_string());
-        first.acquire("E2", "e2").unwrap();
-        held_by(second.acquire("E2", "e2"));
+        first.acquire(DOCKER, "E2", "e2").unwrap();
+        held_by(second.acquire(DOCKER, "E2", "e2"));
 
         drop(first);
 
-        second.acquire("E2", "e2").unwrap();
-        assert!(second.holds("E2"));
+        second.acquire(DOCKER, "E2", "e2").unwrap();
+        assert!(second.holds(DOCKER, "E2"));
     }
 
     #[test]
@@ -187,9 +203,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = HostLocks::new(dir.path().to_path_buf(), "a".to_string());
         let mut b = HostLocks::new(dir.path().to_path_buf(), "b".to_string());
-        a.acquire("E1", "e1").unwrap();
-        b.acquire("E2", "e2").unwrap();
-        assert!(a.acquire("E1", "e1").is_ok(), "held again is fine");
+        a.acquire(DOCKER, "E1", "e1").unwrap();
+        b.acquire(DOCKER, "E2", "e2").unwrap();
+        assert!(a.acquire(DOCKER, "E1", "e1").is_ok(), "held again is fine");
+    }
+
+    #[test]
+    fn a_docker_engine_keeps_its_file_name_and_a_cluster_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut locks = HostLocks::new(dir.path().to_path_buf(), "daemon pid 1".to_string());
+        locks
+            .acquire(DOCKER, "ABCD:EFGH", "docker engine ABCD:EFGH")
+            .unwrap();
+        locks
+            .acquire(
+                PlatformKind::Kubernetes,
+                "https://10.0.0.1:6443",
+                "kubernetes cluster https://10.0.0.1:6443",
+            )
+            .unwrap();
+
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["docker-ABCD_EFGH.lock", "k8s-https___10_0_0_1_6443.lock"]
+        );
+        assert!(locks.holds(PlatformKind::Kubernetes, "https://10.0.0.1:6443"));
+        assert!(!locks.holds(DOCKER, "https://10.0.0.1:6443"));
+    }
+
+    #[test]
+    fn an_engine_and_a_cluster_with_one_key_do_not_share_a_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = HostLocks::new(dir.path().to_path_buf(), "a".to_string());
+        let mut b = HostLocks::new(dir.path().to_path_buf(), "b".to_string());
+        a.acquire(DOCKER, "X", "docker engine X").unwrap();
+        b.acquire(PlatformKind::Kubernetes, "X", "kubernetes cluster X")
+            .unwrap();
     }
 
     #[test]
@@ -198,7 +252,7 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "").unwrap();
         let mut locks = HostLocks::new(blocker.join("locks"), "x".to_string());
-        match locks.acquire("E", "e") {
+        match locks.acquire(DOCKER, "E", "e") {
             Err(LockError::Unusable(why)) => {
                 assert!(why.contains("cannot create the lock directory"), "{why}");
                 assert!(why.contains("locks"), "{why}");

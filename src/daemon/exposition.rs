@@ -2,7 +2,7 @@
 //! report the daemon serves on `/healthz`.
 //!
 //! Both are pure renderings of a snapshot: the daemon builds the [`Health`] checks (one per
-//! Docker target and per metric server) and passes the latest [`Status`] in. This module does
+//! target, per metric server and per running rule) and passes the latest [`Status`] in. This module does
 //! not probe anything, keep counters of its own or speak HTTP (see `http.rs`).
 //!
 //! The families, in the order they are written (a family with no samples is left out whole):
@@ -40,7 +40,8 @@ pub const RULE_STATES: [&str; 4] = ["active", "paused", "standby", "unsupported"
 /// One thing the daemon depends on, and whether it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// What was checked, e.g. `docker local` or `prometheus http://127.0.0.1:9090`.
+    /// What was checked, e.g. `docker:local`, `k8s:prod`, `prometheus:http://127.0.0.1:9090`
+    /// or `rule:web`.
     pub name: String,
     /// Whether the last probe succeeded.
     pub ok: bool,
@@ -48,7 +49,7 @@ pub struct Check {
     pub detail: String,
 }
 
-/// What `/healthz` reports: one [`Check`] per Docker target and per metric server.
+/// What `/healthz` reports: one [`Check`] per target, per metric server and per running rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {
     /// In the order the daemon probes them; that order is kept in both renderings.

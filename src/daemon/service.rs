@@ -18,12 +18,13 @@ use super::http::{self, Handler};
 use super::leader::{self, LeaseName};
 use crate::actuator::{Actuator, AuditLog};
 use crate::autoscaler::observe::{self, Observed};
+use crate::autoscaler::status::{RuleState, RuleStatus};
 use crate::autoscaler::{self, Command, EngineHandle, Status, setup};
 use crate::config::Config;
 use crate::model::ConnState;
 use crate::paths::Paths;
 use crate::platform::kubernetes::config as kube_config;
-use crate::rules::{MetricSource, RuleTarget};
+use crate::rules::MetricSource;
 
 /// How long SIGTERM waits for the cycles in flight before the daemon exits regardless.
 pub const STOP_GRACE: Duration = Duration::from_millis(1200);
@@ -241,27 +242,13 @@ fn handler(
     })
 }
 
-/// One check per Docker target (connected or not) and one per Prometheus server the rules
-/// read (its last query answered, or what went wrong).
+/// What `/healthz` judges: one check per target (connected or not), one per Prometheus server
+/// the running rules read (its last query answered, or what went wrong), and one per running
+/// rule (its last cycle found the workload and read every metric). The daemon is healthy only
+/// when every check passes: a rule that cannot read its metrics holds its workload where it is,
+/// so a daemon whose rules all hold blind is not doing its job even when every server answers.
 pub fn health(status: &Status, observed: &Observed, default_prometheus: Option<&str>) -> Health {
-    let mut checks = Vec::new();
-    {
-        let store = observed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for target in store.targets() {
-            let (ok, detail) = match &target.conn {
-                ConnState::Connected { version, .. } => (true, format!("docker {version}")),
-                ConnState::Connecting => (false, "connecting".to_string()),
-                ConnState::Disconnected { error, .. } => (false, error.clone()),
-            };
-            checks.push(Check {
-                name: format!("docker:{}", target.name),
-                ok,
-                detail,
-            });
-        }
-    }
+    let mut checks = target_checks(observed);
     for (server, result) in prometheus_servers(status, default_prometheus) {
         let (ok, detail) = match result {
             Some(Ok(())) => (true, "answering".to_string()),
@@ -274,20 +261,82 @@ pub fn health(status: &Status, observed: &Observed, default_prometheus: Option<&
             detail,
         });
     }
+    checks.extend(status.rules.iter().filter(|r| runs(r)).map(rule_check));
     Health { checks }
 }
 
-/// Each Prometheus server the Docker rules name: whether it answered its last query (an
+/// One check per target, named by its platform (`docker:local`, `k8s:prod`).
+fn target_checks(observed: &Observed) -> Vec<Check> {
+    let store = observed
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    store
+        .targets()
+        .iter()
+        .map(|target| {
+            let (ok, detail) = match &target.conn {
+                ConnState::Connected { version, .. } => {
+                    (true, format!("{} {version}", target.platform))
+                }
+                ConnState::Connecting => (false, "connecting".to_string()),
+                ConnState::Disconnected { error, .. } => (false, error.clone()),
+            };
+            Check {
+                name: format!("{}:{}", target.platform, target.name),
+                ok,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// Whether the rule is evaluated: active, or standing by while another autoscaler acts (it
+/// still reads its metrics). Paused rules and rules for a target this daemon lacks are not.
+fn runs(rule: &RuleStatus) -> bool {
+    matches!(rule.state, RuleState::Active | RuleState::Standby { .. })
+}
+
+/// Whether the rule's last cycle had what a decision needs: its workload, and a reading of
+/// every metric; the detail says what was missing.
+fn rule_check(rule: &RuleStatus) -> Check {
+    let (ok, detail) = match rule.last() {
+        None => (false, "not evaluated yet".to_string()),
+        Some(record) if record.current.is_none() => (false, record.reason.clone()),
+        Some(record) => {
+            let failed: Vec<String> = rule
+                .rule
+                .metrics
+                .iter()
+                .zip(&record.readings)
+                .filter_map(|(metric, reading)| {
+                    reading
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("{}: {e}", metric.name))
+                })
+                .collect();
+            if failed.is_empty() {
+                (true, "read every metric".to_string())
+            } else {
+                (false, format!("cannot read {}", failed.join("; ")))
+            }
+        }
+    };
+    Check {
+        name: format!("rule:{}", rule.name),
+        ok,
+        detail,
+    }
+}
+
+/// Each Prometheus server the running rules name: whether it answered its last query (an
 /// answer with no usable number counts as answered), `None` before it was first queried.
 fn prometheus_servers(
     status: &Status,
     default_prometheus: Option<&str>,
 ) -> BTreeMap<String, Option<Result<(), String>>> {
     let mut servers: BTreeMap<String, Option<Result<(), String>>> = BTreeMap::new();
-    for rule in &status.rules {
-        if !matches!(rule.rule.target, RuleTarget::Docker { .. }) {
-            continue;
-        }
+    for rule in status.rules.iter().filter(|r| runs(r)) {
         for metric in &rule.rule.metrics {
             let MetricSource::Prometheus { server_address, .. } = &metric.source else {
                 continue;
@@ -314,75 +363,231 @@ fn prometheus_servers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autoscaler::{RuleState, RuleStatus};
+    use crate::autoscaler::status::{Act, DecisionRecord};
     use crate::model::PlatformKind;
+    use crate::rules::Reading;
     use crate::store::Store;
 
-    fn status(reached: Option<Result<(), String>>) -> Status {
-        let text = "name: web\n\
-                    target: { platform: docker, host: local, workload: web }\n\
-                    maxReplicas: 3\n\
-                    metrics:\n\
-                    \x20 - name: rps\n\
-                    \x20   prometheus: { query: 'sum(x)', type: Value, target: 1 }\n";
-        let rule = crate::rules::parse_rules(std::path::Path::new("web.yaml"), text).unwrap();
-        let rule = Arc::new(rule.into_iter().next().unwrap());
-        let mut rule_status = RuleStatus::new("web.yaml".into(), rule, RuleState::Active);
-        rule_status.current = Some(1);
-        rule_status.desired = Some(1);
-        // The query answered with no series: the rule's reading failed.
-        rule_status.readings = vec![Some(Err("empty result".to_string()))];
+    const SERVER: &str = "http://127.0.0.1:9090";
+
+    fn rule(target: &str) -> Arc<crate::rules::Rule> {
+        let text = format!(
+            "name: web\n\
+             target: {target}\n\
+             maxReplicas: 3\n\
+             metrics:\n\
+             \x20 - name: rps\n\
+             \x20   prometheus: {{ query: 'sum(x)', type: Value, target: 1 }}\n"
+        );
+        let rules = crate::rules::parse_rules(std::path::Path::new("web.yaml"), &text).unwrap();
+        Arc::new(rules.into_iter().next().unwrap())
+    }
+
+    /// A rule whose last cycle found its workload at 1 replica and read `reading`.
+    fn evaluated(rule: Arc<crate::rules::Rule>, reading: Reading) -> RuleStatus {
+        let mut status = RuleStatus::new("web.yaml".into(), rule, RuleState::Active);
+        status.current = Some(1);
+        status.desired = Some(1);
+        status.readings = vec![Some(reading.clone())];
+        status.history = Arc::new(
+            [DecisionRecord {
+                at: chrono::Utc::now(),
+                current: Some(1),
+                desired: Some(1),
+                readings: vec![reading],
+                recommendations: Vec::new(),
+                reason: "hold".to_string(),
+                basis: None,
+                action: Act::Hold,
+            }]
+            .into(),
+        );
+        status
+    }
+
+    fn docker_rule() -> Arc<crate::rules::Rule> {
+        rule("{ platform: docker, host: local, workload: web }")
+    }
+
+    fn status(rule: RuleStatus, reached: Option<Result<(), String>>) -> Status {
         Status {
-            rules: vec![rule_status],
+            rules: vec![rule],
             load_errors: Vec::new(),
             metric_servers: reached
-                .map(|r| vec![("http://127.0.0.1:9090".to_string(), r)])
+                .map(|r| vec![(SERVER.to_string(), r)])
                 .unwrap_or_default(),
         }
     }
 
-    fn checks(status: &Status) -> Vec<(String, bool, String)> {
+    fn observed(targets: &[(&str, PlatformKind)]) -> Observed {
         let mut store = Store::new(2);
-        store.add_target("local", PlatformKind::Docker);
-        let observed = Arc::new(std::sync::Mutex::new(store));
-        health(status, &observed, Some("http://127.0.0.1:9090"))
+        for (name, kind) in targets {
+            store.add_target(name, *kind);
+        }
+        Arc::new(std::sync::Mutex::new(store))
+    }
+
+    fn connect(observed: &Observed, target: &str, version: &str) {
+        observed
+            .lock()
+            .unwrap()
+            .apply(&crate::platform::Update::Connection {
+                target: target.to_string(),
+                state: ConnState::Connected {
+                    version: version.to_string(),
+                    api_version: "v1".to_string(),
+                    engine_id: format!("{target}-id"),
+                },
+            });
+    }
+
+    fn checks(status: &Status) -> Vec<(String, bool, String)> {
+        let observed = observed(&[("local", PlatformKind::Docker)]);
+        health(status, &observed, Some(SERVER))
             .checks
             .into_iter()
             .map(|c| (c.name, c.ok, c.detail))
             .collect()
     }
 
+    fn check<'a>(checks: &'a [(String, bool, String)], name: &str) -> &'a (String, bool, String) {
+        checks
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+    }
+
     #[test]
-    fn a_server_that_answered_with_no_usable_number_is_healthy() {
-        let checks = checks(&status(Some(Ok(()))));
-        assert!(
-            checks.contains(&(
-                "prometheus:http://127.0.0.1:9090".to_string(),
+    fn a_server_that_answered_with_no_usable_number_is_up_but_its_rule_fails() {
+        // The query answered with no series: the server is fine, the rule's reading is not.
+        let empty = evaluated(docker_rule(), Err("empty result".to_string()));
+        let checks = checks(&status(empty, Some(Ok(()))));
+        assert_eq!(
+            check(&checks, &format!("prometheus:{SERVER}")),
+            &(
+                format!("prometheus:{SERVER}"),
                 true,
                 "answering".to_string()
-            )),
-            "{checks:?}"
+            )
+        );
+        assert_eq!(
+            check(&checks, "rule:web"),
+            &(
+                "rule:web".to_string(),
+                false,
+                "cannot read rps: empty result".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn every_metric_read_failing_is_not_healthy_even_when_targets_and_servers_are_up() {
+        let observed = observed(&[("local", PlatformKind::Docker)]);
+        connect(&observed, "local", "27.0");
+        let failing = evaluated(docker_rule(), Err("empty result".to_string()));
+        let health = health(&status(failing, Some(Ok(()))), &observed, Some(SERVER));
+        assert!(!health.ready(), "{health:?}");
+        let (code, body) = exposition::render_health(&health);
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("docker:local: ok docker 27.0"), "{body}");
+        assert!(
+            body.contains("rule:web: FAILING cannot read rps: empty result"),
+            "{body}"
+        );
+
+        let reading = evaluated(docker_rule(), Ok(4.0));
+        let health = super::health(&status(reading, Some(Ok(()))), &observed, Some(SERVER));
+        let (code, body) = exposition::render_health(&health);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("rule:web: ok read every metric"), "{body}");
+    }
+
+    #[test]
+    fn a_rule_not_evaluated_yet_or_without_its_workload_fails_and_a_paused_one_is_left_out() {
+        let fresh = RuleStatus::new("web.yaml".into(), docker_rule(), RuleState::Active);
+        let found = checks(&status(fresh, None));
+        assert_eq!(check(&found, "rule:web").2, "not evaluated yet");
+        assert!(!check(&found, "rule:web").1);
+
+        let mut missing = evaluated(docker_rule(), Ok(1.0));
+        let record = Arc::make_mut(&mut missing.history).back_mut().unwrap();
+        record.current = None;
+        record.readings = Vec::new();
+        record.reason = "no workload web on local".to_string();
+        let found = checks(&status(missing, Some(Ok(()))));
+        assert_eq!(
+            check(&found, "rule:web"),
+            &(
+                "rule:web".to_string(),
+                false,
+                "no workload web on local".to_string()
+            )
+        );
+
+        let mut paused = evaluated(docker_rule(), Err("empty result".to_string()));
+        paused.state = RuleState::Paused;
+        let found = checks(&status(paused, None));
+        assert!(
+            found
+                .iter()
+                .all(|(n, _, _)| !n.starts_with("rule:") && !n.starts_with("prometheus:")),
+            "{found:?}"
         );
     }
 
     #[test]
     fn a_server_that_cannot_be_reached_fails_and_one_not_queried_yet_is_not_ready() {
-        let down = checks(&status(Some(Err("connection refused".to_string()))));
-        assert!(
-            down.iter()
-                .any(|(n, ok, d)| n.starts_with("prometheus:") && !ok && d == "connection refused")
+        let down = evaluated(docker_rule(), Err("connection refused".to_string()));
+        let down = checks(&status(down, Some(Err("connection refused".to_string()))));
+        assert_eq!(
+            check(&down, &format!("prometheus:{SERVER}")).2,
+            "connection refused"
         );
-        let fresh = checks(&status(None));
-        assert!(
-            fresh
-                .iter()
-                .any(|(n, ok, d)| n.starts_with("prometheus:") && !ok && d == "not queried yet")
+        assert!(!check(&down, &format!("prometheus:{SERVER}")).1);
+        let fresh = RuleStatus::new("web.yaml".into(), docker_rule(), RuleState::Active);
+        let fresh = checks(&status(fresh, None));
+        assert_eq!(
+            check(&fresh, &format!("prometheus:{SERVER}")).2,
+            "not queried yet"
+        );
+        assert_eq!(
+            check(&fresh, "docker:local"),
+            &("docker:local".to_string(), false, "connecting".to_string())
+        );
+    }
+
+    #[test]
+    fn a_kubernetes_target_and_its_rules_server_are_named_as_what_they_are() {
+        let observed = observed(&[
+            ("local", PlatformKind::Docker),
+            ("prod", PlatformKind::Kubernetes),
+        ]);
+        connect(&observed, "prod", "v1.31.0");
+        let kube = rule(
+            "{ platform: kubernetes, context: prod, namespace: shop, workload: deployment/web }",
+        );
+        let status = status(evaluated(kube, Ok(2.0)), Some(Err("timed out".to_string())));
+        let checks: Vec<(String, bool, String)> = health(&status, &observed, Some(SERVER))
+            .checks
+            .into_iter()
+            .map(|c| (c.name, c.ok, c.detail))
+            .collect();
+        assert_eq!(
+            check(&checks, "k8s:prod"),
+            &("k8s:prod".to_string(), true, "k8s v1.31.0".to_string())
         );
         assert!(
-            fresh
-                .iter()
-                .any(|(n, ok, d)| n == "docker:local" && !ok && d == "connecting"),
-            "{fresh:?}"
+            checks.iter().all(|(n, _, _)| n != "docker:prod"),
+            "{checks:?}"
+        );
+        // A Kubernetes rule's Prometheus server counts as a Docker rule's does.
+        assert_eq!(
+            check(&checks, &format!("prometheus:{SERVER}")),
+            &(
+                format!("prometheus:{SERVER}"),
+                false,
+                "timed out".to_string()
+            )
         );
     }
 }
