@@ -192,6 +192,44 @@ pub struct KubernetesConfig {
     pub contexts: Vec<String>,
     /// Only this namespace (default: the context's namespace, else all).
     pub namespace: Option<String>,
+    /// The Prometheus server that pod CPU and memory are read from, for every context opened,
+    /// instead of metrics-server; no default, so metrics-server is read unless one is named.
+    #[serde(deserialize_with = "kube_prometheus")]
+    pub prometheus: Option<String>,
+    /// The instant query for each pod's CPU in cores, one series per pod labelled `namespace`
+    /// and `pod` (default: [`DEFAULT_POD_CPU_QUERY`]); only with `prometheus`.
+    #[serde(deserialize_with = "pod_cpu_query")]
+    pub pod_cpu_query: Option<String>,
+    /// The instant query for each pod's memory in bytes, labelled as the CPU query's (default:
+    /// [`DEFAULT_POD_MEMORY_QUERY`]); only with `prometheus`.
+    #[serde(deserialize_with = "pod_memory_query")]
+    pub pod_memory_query: Option<String>,
+}
+
+/// Each pod's CPU in cores from the cAdvisor metrics the kubelet exposes (the pod-level and
+/// pause-container series left out, as their usage is already in the containers').
+pub const DEFAULT_POD_CPU_QUERY: &str = "sum by (namespace, pod) \
+     (rate(container_cpu_usage_seconds_total{container!=\"\", container!=\"POD\", pod!=\"\"}[1m]))";
+
+/// Each pod's working-set memory in bytes from cAdvisor, the figure the kubelet evicts by and
+/// metrics-server reports.
+pub const DEFAULT_POD_MEMORY_QUERY: &str = "sum by (namespace, pod) \
+     (container_memory_working_set_bytes{container!=\"\", container!=\"POD\", pod!=\"\"})";
+
+impl KubernetesConfig {
+    /// The CPU query in effect: the one given, else [`DEFAULT_POD_CPU_QUERY`].
+    pub fn pod_cpu_query(&self) -> &str {
+        self.pod_cpu_query
+            .as_deref()
+            .unwrap_or(DEFAULT_POD_CPU_QUERY)
+    }
+
+    /// The memory query in effect: the one given, else [`DEFAULT_POD_MEMORY_QUERY`].
+    pub fn pod_memory_query(&self) -> &str {
+        self.pod_memory_query
+            .as_deref()
+            .unwrap_or(DEFAULT_POD_MEMORY_QUERY)
+    }
 }
 
 /// The `[loadbalancer]` table.
@@ -323,6 +361,7 @@ impl Config {
         let config: Config =
             toml::from_str(text).map_err(|err| ConfigError::from_toml(path, text, err))?;
         check_unique_target_names(path, text, &config.docker)?;
+        check_pod_queries_have_a_server(path, text, &config.kubernetes)?;
         Ok(config)
     }
 
@@ -376,6 +415,39 @@ fn docker_name_span(text: &str, index: usize) -> Option<Range<usize>> {
     // error point at the start of the file.
     let names: Names = toml::from_str(text).ok()?;
     names.docker.get(index).map(|entry| entry.name.span())
+}
+
+/// Refuses `pod_cpu_query` or `pod_memory_query` without `prometheus`, which would be ignored.
+fn check_pod_queries_have_a_server(
+    path: &Path,
+    text: &str,
+    kubernetes: &KubernetesConfig,
+) -> Result<(), ConfigError> {
+    if kubernetes.prometheus.is_some() {
+        return Ok(());
+    }
+    let key = match (&kubernetes.pod_cpu_query, &kubernetes.pod_memory_query) {
+        (Some(_), _) => "pod_cpu_query",
+        (None, Some(_)) => "pod_memory_query",
+        (None, None) => return Ok(()),
+    };
+    let span = kubernetes_key_span(text, key).unwrap_or(0..0);
+    let message = format!(
+        "`kubernetes.{key}` is set but `kubernetes.prometheus` is not; name the Prometheus \
+         server to run it on (pod CPU and memory come from metrics-server without one)"
+    );
+    Err(ConfigError::invalid(path, text, span, message))
+}
+
+/// Where the value of `key` in the `[kubernetes]` table is written in `text`.
+fn kubernetes_key_span(text: &str, key: &str) -> Option<Range<usize>> {
+    #[derive(Deserialize)]
+    struct Tables {
+        kubernetes: std::collections::BTreeMap<String, Spanned<toml::Value>>,
+    }
+    // As in `docker_name_span`, a lenient second pass: `None` only moves the error's position.
+    let tables: Tables = toml::from_str(text).ok()?;
+    tables.kubernetes.get(key).map(Spanned::span)
 }
 
 /// A number that must lie in `min..=max`, with an error that names its key and unit.
@@ -470,6 +542,38 @@ fn server_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
              such as http://127.0.0.1:9090"
         ))),
     }
+}
+
+fn kube_prometheus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let address = String::deserialize(deserializer)?;
+    match crate::metrics::prometheus::check_address(&address) {
+        Ok(()) => Ok(Some(address)),
+        Err(err) => Err(D::Error::custom(format!("`kubernetes.prometheus`: {err}"))),
+    }
+}
+
+/// A PromQL query that is not blank, with an error that names its key.
+fn query_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    key: &str,
+) -> Result<Option<String>, D::Error> {
+    let query = String::deserialize(deserializer)?;
+    if query.trim().is_empty() {
+        return Err(D::Error::custom(format!(
+            "`{key}` is empty; give a PromQL query, or leave the key out for the default"
+        )));
+    }
+    Ok(Some(query))
+}
+
+fn pod_cpu_query<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    query_text(deserializer, "kubernetes.pod_cpu_query")
+}
+
+fn pod_memory_query<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    query_text(deserializer, "kubernetes.pod_memory_query")
 }
 
 fn docker_host<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
@@ -635,6 +739,80 @@ mod tests {
         assert_eq!(line_column("é = 1\nñ = x", 10), (2, 3));
         assert_eq!(line_column("abc", 0), (1, 1));
         assert_eq!(line_column("abc", 99), (1, 4));
+    }
+
+    #[test]
+    fn kubernetes_pod_usage_from_prometheus_takes_its_address_and_queries() {
+        let config = parse(
+            "[kubernetes]\nprometheus = \"http://127.0.0.1:9090\"\n\
+             pod_memory_query = \"sum by (namespace, pod) (my_pod_bytes)\"\n",
+        )
+        .unwrap();
+        let kubernetes = &config.kubernetes;
+        assert_eq!(
+            kubernetes.prometheus.as_deref(),
+            Some("http://127.0.0.1:9090")
+        );
+        assert_eq!(kubernetes.pod_cpu_query(), DEFAULT_POD_CPU_QUERY);
+        assert_eq!(
+            kubernetes.pod_memory_query(),
+            "sum by (namespace, pod) (my_pod_bytes)"
+        );
+        assert!(
+            DEFAULT_POD_CPU_QUERY
+                .starts_with("sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{"),
+            "{DEFAULT_POD_CPU_QUERY}"
+        );
+    }
+
+    #[test]
+    fn without_kubernetes_prometheus_pod_usage_comes_from_metrics_server() {
+        let config = parse("[kubernetes]\nnamespace = \"shop\"\n").unwrap();
+        assert_eq!(config.kubernetes.prometheus, None);
+    }
+
+    #[test]
+    fn a_kubernetes_prometheus_that_is_not_an_http_url_names_the_key() {
+        let text = error_text("[kubernetes]\nprometheus = \"127.0.0.1:9090\"\n");
+        assert!(
+            text.starts_with(
+                "/cfg/config.toml:2:14: `kubernetes.prometheus`: invalid metric server address \
+                 \"127.0.0.1:9090\": it does not start with http:// or https://"
+            ),
+            "{text}"
+        );
+        let text = error_text("[kubernetes]\nprometheus = \"http://h:9090/?q=1\"\n");
+        assert!(text.contains("query string"), "{text}");
+    }
+
+    #[test]
+    fn a_pod_query_without_a_prometheus_server_is_refused_where_it_is_written() {
+        let text = error_text("[kubernetes]\ncontexts = [\"a\"]\npod_cpu_query = \"up\"\n");
+        assert!(
+            text.starts_with(
+                "/cfg/config.toml:3:17: `kubernetes.pod_cpu_query` is set but \
+                 `kubernetes.prometheus` is not"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_commented_example_of_every_default_shows_the_default_pod_queries() {
+        let example = include_str!("../tests/valid_configs/defaults.toml");
+        for query in [DEFAULT_POD_CPU_QUERY, DEFAULT_POD_MEMORY_QUERY] {
+            assert!(example.contains(&format!("'{query}'")), "{query}");
+        }
+    }
+
+    #[test]
+    fn a_blank_pod_query_names_its_key() {
+        let text =
+            error_text("[kubernetes]\nprometheus = \"http://h:9090\"\npod_memory_query = \" \"\n");
+        assert!(
+            text.starts_with("/cfg/config.toml:3:20: `kubernetes.pod_memory_query` is empty"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! `serverAddress` or the default in config.toml); this module has no default of its own.
 //! Not for retrying: one call is one request, bounded by the timeout.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,9 @@ use super::{DEFAULT_TIMEOUT, MetricError, MetricSource, Samples, describe_series
 
 /// How many characters of a server's error text a message keeps.
 const BODY_CHARS: usize = 200;
+
+/// The series of an instant vector: each one's labels and value.
+pub type Vector = Vec<(HashMap<String, String>, f64)>;
 
 /// A Prometheus server, queried over its HTTP API.
 #[derive(Clone)]
@@ -99,6 +103,21 @@ impl PrometheusSource {
         value
     }
 
+    /// Every series of an instant vector now, with its labels; none is not an error here, as
+    /// a vector query may rightly match nothing. Values are as the server sent them, NaN and
+    /// infinities included, for the caller to judge one series at a time.
+    pub async fn query_vector(&self, query: &str) -> Result<Vector, MetricError> {
+        let asked = Asked::new(self, query);
+        let request = self.client.query(query).timeout(self.timeout_millis());
+        let result = match request.get_raw().await {
+            Ok(response) => read_answer(&asked, response).await,
+            Err(err) => Err(asked.send_failed(err)),
+        };
+        let series = result.and_then(|result| every_series(&asked, result.into_inner().0));
+        log_failure(&asked, &series);
+        series
+    }
+
     /// The values of one series from `from` to `to`, one every `step`, oldest first.
     ///
     /// LIMITATION: `from` and `to` are sent in whole seconds (the client takes Unix seconds), so
@@ -144,6 +163,12 @@ impl MetricSource for PrometheusSource {
     ) -> BoxFuture<'a, Result<Samples, MetricError>> {
         Box::pin(self.query_range(query, from, to, step))
     }
+}
+
+/// Whether `address` can be a server's address (http or https, a host, no query string), as
+/// [`PrometheusSource::new`] would judge it; for checking a setting before anything starts.
+pub fn check_address(address: &str) -> Result<(), MetricError> {
+    parse_address(address).map(drop)
 }
 
 /// Checks that `address` is a usable http(s) base URL and drops a trailing slash from its path,
@@ -273,7 +298,7 @@ impl<'a> Asked<'a> {
         }
     }
 
-    fn many(&self, label_sets: Vec<&std::collections::HashMap<String, String>>) -> MetricError {
+    fn many(&self, label_sets: Vec<&HashMap<String, String>>) -> MetricError {
         MetricError::ManySeries {
             server: self.server.to_string(),
             query: self.query.to_string(),
@@ -431,6 +456,22 @@ fn one_value(asked: &Asked<'_>, data: Data) -> Result<f64, MetricError> {
     asked.finite(sample.value(), "")
 }
 
+/// Every series of an instant query's result; a scalar or a range vector is refused, as it
+/// names no series.
+fn every_series(asked: &Asked<'_>, data: Data) -> Result<Vector, MetricError> {
+    match data {
+        Data::Vector(series) => Ok(series
+            .into_iter()
+            .map(|one| {
+                let (labels, sample) = one.into_inner();
+                (labels, sample.value())
+            })
+            .collect()),
+        Data::Scalar(_) => Err(asked.unexpected("an instant vector", "scalar")),
+        Data::Matrix(_) => Err(asked.unexpected("an instant vector", "range vector (matrix)")),
+    }
+}
+
 /// The samples of the single series of a range query's result, oldest first.
 fn one_series(asked: &Asked<'_>, data: Data) -> Result<Samples, MetricError> {
     let series: RangeVector = match data {
@@ -507,6 +548,48 @@ mod tests {
             r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
             series.join(",")
         )
+    }
+
+    fn every(status: u16, body: &str) -> Result<Vector, MetricError> {
+        let asked = asked();
+        interpret_answer(&asked, status, body).and_then(|r| every_series(&asked, r.into_inner().0))
+    }
+
+    #[test]
+    fn a_vector_query_gives_every_series_with_its_labels_nan_included() {
+        let mut series = every(200, &vector(&[("a", "1.5"), ("b", "NaN")])).unwrap();
+        series.sort_by(|x, y| x.0["job"].cmp(&y.0["job"]));
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].0["job"], "a");
+        assert_eq!(series[0].1, 1.5);
+        assert_eq!(series[1].0["job"], "b");
+        assert!(series[1].1.is_nan());
+    }
+
+    #[test]
+    fn a_vector_query_matching_nothing_is_an_empty_vector() {
+        assert_eq!(every(200, &vector(&[])).unwrap(), Vector::new());
+    }
+
+    #[test]
+    fn a_vector_query_answered_with_a_scalar_is_an_unexpected_type() {
+        let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#;
+        let err = every(200, body).unwrap_err();
+        assert!(
+            matches!(&err, MetricError::UnexpectedResultType { actual, .. } if actual == "scalar"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rejected_vector_query_keeps_the_servers_error_text() {
+        let body = r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#;
+        let err = every(400, body).unwrap_err();
+        assert!(
+            matches!(&err, MetricError::QueryRejected { kind, message, .. }
+                if kind == "bad_data" && message == "parse error at char 4"),
+            "{err}"
+        );
     }
 
     #[test]

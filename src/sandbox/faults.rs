@@ -1,12 +1,18 @@
 //! Answers a test can inject into the sandbox cluster: errors, slow answers, dropped and
-//! expired watches.
+//! expired watches. They apply to the metrics endpoints (the Prometheus query API and the pod
+//! metrics API) as to the API server's own requests.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::Method;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Json, Response};
 use tokio::sync::watch;
 
+use super::Cluster;
+use super::status::ApiError;
 use super::store::Store;
 
 /// One injected failure: requests that match get `status` instead of their answer.
@@ -114,6 +120,33 @@ impl Faults {
     /// Changes each time watches are expired.
     pub(crate) fn expiries(&self) -> watch::Receiver<u64> {
         self.expiries.subscribe()
+    }
+}
+
+/// Applies the faults in force to a request the metrics endpoints serve, as the API server
+/// applies them to its own: a delay, then a matching failure answered with a `Status` of its
+/// code instead of the endpoint's answer.
+pub(crate) async fn apply(
+    State(cluster): State<Arc<Cluster>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let verdict = cluster.faults.verdict(request.method(), &path_and_query);
+    if let Some(delay) = verdict.delay {
+        tokio::time::sleep(delay).await;
+    }
+    match verdict.status {
+        Some(code) => {
+            let error = ApiError::new(code, ApiError::reason_for(code), "injected fault");
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, Json(error.to_status())).into_response()
+        }
+        None => next.run(request).await,
     }
 }
 

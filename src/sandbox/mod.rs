@@ -262,7 +262,10 @@ impl Sandbox {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--speed: {e}"))
         })?;
         let view: Arc<dyn ClusterView> = cluster.clone();
-        let router = api::router(cluster.clone()).merge(promql::router(view, clock));
+        let metrics = promql::router(view, clock).route_layer(
+            axum::middleware::from_fn_with_state(cluster.clone(), faults::apply),
+        );
+        let router = api::router(cluster.clone()).merge(metrics);
         let mut shutdown = cluster.shutdown.subscribe();
         let server = tokio::spawn(async move {
             let stopped = async move {

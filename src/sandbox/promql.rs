@@ -6,6 +6,8 @@
 //! a rate over a window is the exact integral of the simulated rate over that window. The query
 //! language is a small, honest subset of PromQL (see [`router`]); anything outside it is a
 //! `bad_data` error naming what is not supported and where it is in the query, never a guess.
+//! Beside its own series it serves the kubelet's cAdvisor names for pod CPU and memory, so that
+//! queries written for a real cluster's Prometheus give the same numbers here.
 //!
 //! Not for storing samples, scraping anything or serving the Kubernetes API itself: the sandbox
 //! cluster's server merges this router into its own.
@@ -33,20 +35,32 @@ pub const REQUESTS_PER_SECOND: &str = "sandbox_http_requests_per_second";
 pub const POD_CPU: &str = "sandbox_pod_cpu_usage_cores";
 /// Each Ready pod's memory use in bytes, labelled `namespace`, `workload` and `pod`.
 pub const POD_MEMORY: &str = "sandbox_pod_memory_bytes";
+/// Each Ready pod's CPU counter in seconds, as the kubelet's cAdvisor names it: one series per
+/// container, labelled `namespace`, `pod` and `container`, and one for the whole pod with no
+/// `container` label, as cAdvisor reports the pod's cgroup beside its containers'.
+pub const CONTAINER_CPU_TOTAL: &str = "container_cpu_usage_seconds_total";
+/// Each Ready pod's working-set memory in bytes, as cAdvisor names it, in series labelled as
+/// [`CONTAINER_CPU_TOTAL`]'s.
+pub const CONTAINER_MEMORY: &str = "container_memory_working_set_bytes";
 /// Ready pods of each Deployment, labelled `namespace` and `deployment`, as kube-state-metrics.
 pub const DEPLOYMENT_READY: &str = "kube_deployment_status_replicas_ready";
 /// Ready pods of each StatefulSet, labelled `namespace` and `statefulset`.
 pub const STATEFULSET_READY: &str = "kube_statefulset_status_replicas_ready";
 
 /// Every series name the endpoint serves.
-const METRICS: [&str; 6] = [
+const METRICS: [&str; 8] = [
     REQUESTS_TOTAL,
     REQUESTS_PER_SECOND,
     POD_CPU,
     POD_MEMORY,
+    CONTAINER_CPU_TOTAL,
+    CONTAINER_MEMORY,
     DEPLOYMENT_READY,
     STATEFULSET_READY,
 ];
+
+/// The series names that are counters, which `rate`, `irate` and `increase` take.
+const COUNTERS: [&str; 2] = [REQUESTS_TOTAL, CONTAINER_CPU_TOTAL];
 
 /// The interval a real Prometheus would scrape at; `irate` is the rate over its last one.
 const SCRAPE_INTERVAL: f64 = 15.0;
@@ -1380,11 +1394,21 @@ impl Model<'_> {
             for pod in &workload.ready_pods {
                 let value = match name {
                     POD_CPU => Some(load.cpu_millicores / 1000.0),
-                    POD_MEMORY => Some(load.memory_bytes),
+                    POD_MEMORY | CONTAINER_MEMORY => Some(load.memory_bytes),
                     REQUESTS_TOTAL => self.counter_at(workload, profile, pod, time),
+                    CONTAINER_CPU_TOTAL => self.cpu_seconds_at(workload, profile, pod, time),
                     _ => None,
                 };
-                if let Some(value) = value {
+                let Some(value) = value else {
+                    continue;
+                };
+                if name == CONTAINER_CPU_TOTAL || name == CONTAINER_MEMORY {
+                    out.extend(
+                        cadvisor_labels(name, workload, pod)
+                            .into_iter()
+                            .map(|labels| Series { labels, value }),
+                    );
+                } else {
                     out.push(Series {
                         labels: pod_labels(name, workload, pod),
                         value,
@@ -1410,6 +1434,23 @@ impl Model<'_> {
         let share = workload.ready_pods.len() as f64;
         let since_update = traffic::wall_requests(profile, &self.clock, counter.at_unix, time);
         Some(counter.total + since_update / share)
+    }
+
+    /// A pod's CPU counter at wall time `time`, in core-seconds: the integral of its CPU use
+    /// since it was first seen, which is the idle use over that time plus the cost of the
+    /// requests its request counter holds; none before the pod was first seen.
+    fn cpu_seconds_at(
+        &self,
+        workload: &WorkloadView,
+        profile: &Profile,
+        pod: &str,
+        time: f64,
+    ) -> Option<f64> {
+        let since = self.counters.get(&workload.namespace, pod)?.since_unix;
+        let requests = self.counter_at(workload, profile, pod, time)?;
+        let millicore_seconds =
+            traffic::IDLE_MILLICORES * (time - since) + profile.cost_millicores * requests;
+        Some(millicore_seconds / 1000.0)
     }
 
     /// Refuses a range whose simulated span holds too many burst periods to integrate.
@@ -1439,7 +1480,7 @@ impl Model<'_> {
         Ok(())
     }
 
-    /// `rate`, `irate` or `increase` of the request counters over `range` wall seconds
+    /// `rate`, `irate` or `increase` of the request and CPU counters over `range` wall seconds
     /// before `time`, from the exact integral of the simulated rate.
     fn range_function(
         &self,
@@ -1451,13 +1492,14 @@ impl Model<'_> {
     ) -> Result<Value, QueryError> {
         if let Some(gauge) = METRICS
             .iter()
-            .find(|name| **name != REQUESTS_TOTAL && selector.may_match_name(name))
+            .find(|name| !COUNTERS.contains(name) && selector.may_match_name(name))
         {
             return Err(unsupported(
                 selector.offset,
                 &format!(
                     "a range function over the gauge {gauge} (the sandbox computes rates of the \
-                     counter {REQUESTS_TOTAL} only; name it in the selector)"
+                     counters {} only; name one in the selector)",
+                    COUNTERS.join(" and ")
                 ),
             ));
         }
@@ -1468,30 +1510,40 @@ impl Model<'_> {
             RangeFunction::Rate | RangeFunction::Increase => range,
         };
         let mut out = Vec::new();
-        if !selector.may_match_name(REQUESTS_TOTAL) {
+        if !COUNTERS.iter().any(|name| selector.may_match_name(name)) {
             return Ok(Value::Vector(out));
         }
         for (workload, profile) in &self.observed.workloads {
             let ready = workload.ready_pods.len() as f64;
             let requests = traffic::wall_requests(profile, &self.clock, time - window, time);
             let per_second = requests / window / ready;
+            // A pod's CPU rises by its idle use plus the cost of each request it serves.
+            let cores = (traffic::IDLE_MILLICORES + profile.cost_millicores * per_second) / 1000.0;
             for pod in &workload.ready_pods {
-                let labels = pod_labels(REQUESTS_TOTAL, workload, pod);
                 let seen = self
                     .counters
                     .get(&workload.namespace, pod)
                     .is_some_and(|counter| time >= counter.since_unix);
-                if !seen || !selector.matches(&labels) {
+                if !seen {
                     continue;
                 }
-                let value = match function {
-                    RangeFunction::Increase => per_second * range,
-                    RangeFunction::Rate | RangeFunction::Irate => per_second,
-                };
-                out.push(Series {
-                    labels: without_name(labels),
-                    value,
-                });
+                let requests = (pod_labels(REQUESTS_TOTAL, workload, pod), per_second);
+                let cpu = cadvisor_labels(CONTAINER_CPU_TOTAL, workload, pod)
+                    .into_iter()
+                    .map(|labels| (labels, cores));
+                for (labels, rate) in std::iter::once(requests).chain(cpu) {
+                    if !selector.matches(&labels) {
+                        continue;
+                    }
+                    let value = match function {
+                        RangeFunction::Increase => rate * range,
+                        RangeFunction::Rate | RangeFunction::Irate => rate,
+                    };
+                    out.push(Series {
+                        labels: without_name(labels),
+                        value,
+                    });
+                }
             }
         }
         Ok(Value::Vector(out))
@@ -1512,6 +1564,21 @@ fn pod_labels(name: &str, workload: &WorkloadView, pod: &str) -> Labels {
         ("workload", &workload.name),
         ("pod", pod),
     ])
+}
+
+/// The label sets of a pod's cAdvisor series: its one container's (named after its workload,
+/// as the pod metrics API names it) and the whole pod's, which has no `container` label.
+fn cadvisor_labels(name: &str, workload: &WorkloadView, pod: &str) -> [Labels; 2] {
+    let namespace = workload.namespace.as_str();
+    [
+        labels(&[
+            ("__name__", name),
+            ("namespace", namespace),
+            ("pod", pod),
+            ("container", &workload.name),
+        ]),
+        labels(&[("__name__", name), ("namespace", namespace), ("pod", pod)]),
+    ]
 }
 
 fn without_name(mut labels: Labels) -> Labels {
@@ -1959,6 +2026,124 @@ mod tests {
         );
         let last = traffic::wall_requests(&web(), &clock, t2 - SCRAPE_INTERVAL, t2) / 2.0;
         assert!(close(irate, last / SCRAPE_INTERVAL), "{irate}");
+    }
+
+    #[test]
+    fn the_cadvisor_cpu_counter_rises_by_the_integral_of_the_pods_cpu_gauge() {
+        let endpoint = endpoint(cluster());
+        let clock = endpoint.clock;
+        eval(&endpoint, CONTAINER_CPU_TOTAL).unwrap();
+        let (t1, t2) = (T0 + 60.0, T0 + 120.0);
+        let query = "container_cpu_usage_seconds_total{pod=\"web-a\",container=\"web\"}";
+        let increase = values_at(&endpoint, query, t2, t2) - values_at(&endpoint, query, t1, t2);
+
+        // The gauge's integral, summed in steps of 10 ms of wall time (bursts included).
+        let step = 0.01;
+        let steps = ((t2 - t1) / step).round() as usize;
+        let integral: f64 = (0..steps)
+            .map(|i| {
+                let sim = clock.sim_at(t1 + (i as f64 + 0.5) * step);
+                web().pod_load(sim, 2).unwrap().cpu_millicores / 1000.0 * step
+            })
+            .sum();
+        assert!(
+            (increase - integral).abs() <= 1e-3 * integral,
+            "{increase} vs {integral}"
+        );
+
+        let rate = values_at(
+            &endpoint,
+            "rate(container_cpu_usage_seconds_total{pod=\"web-a\",container!=\"\"}[1m])",
+            t2,
+            t2,
+        );
+        assert!(
+            close(rate, increase / 60.0),
+            "{rate} vs {}",
+            increase / 60.0
+        );
+    }
+
+    #[test]
+    fn the_rate_of_the_cpu_counter_is_the_cpu_gauge_while_the_traffic_is_steady() {
+        let endpoint = endpoint(cluster());
+        eval(&endpoint, CONTAINER_CPU_TOTAL).unwrap();
+        let later = T0 + 120.0;
+        for pod in ["api-a", "queue-0"] {
+            let gauge = values_at(
+                &endpoint,
+                &format!("{POD_CPU}{{pod=\"{pod}\"}}"),
+                later,
+                later,
+            );
+            let query = format!("rate({CONTAINER_CPU_TOTAL}{{pod=\"{pod}\",container!=\"\"}}[1m])");
+            let rate = values_at(&endpoint, &query, later, later);
+            assert!(close(rate, gauge), "{pod}: {rate} vs {gauge}");
+        }
+        assert_eq!(
+            values_at(
+                &endpoint,
+                "sandbox_pod_cpu_usage_cores{pod=\"api-a\"}",
+                later,
+                later
+            ),
+            (traffic::IDLE_MILLICORES + 30.0 * 4.0) / 1000.0
+        );
+    }
+
+    #[test]
+    fn the_default_pod_queries_give_each_pods_cpu_and_memory_once() {
+        let endpoint = endpoint(cluster());
+        eval(&endpoint, CONTAINER_CPU_TOTAL).unwrap();
+        let later = T0 + 120.0;
+        let cpu = at(
+            &endpoint,
+            crate::config::DEFAULT_POD_CPU_QUERY,
+            later,
+            later,
+        )
+        .unwrap();
+        let pods: Vec<String> = cpu
+            .iter()
+            .map(|(l, _)| format!("{}/{}", l["namespace"], l["pod"]))
+            .collect();
+        assert_eq!(
+            pods,
+            [
+                "batch/queue-0",
+                "shop/api-a",
+                "shop/api-b",
+                "shop/api-c",
+                "shop/web-a",
+                "shop/web-b"
+            ]
+        );
+        assert_eq!(cpu[0].0.len(), 2, "only namespace and pod: {:?}", cpu[0].0);
+        let api = (traffic::IDLE_MILLICORES + 30.0 * 4.0) / 1000.0;
+        assert!(close(cpu[1].1, api), "{cpu:?}");
+
+        let memory = at(
+            &endpoint,
+            crate::config::DEFAULT_POD_MEMORY_QUERY,
+            later,
+            later,
+        )
+        .unwrap();
+        assert_eq!(memory.len(), 6);
+        assert_eq!(memory[0].1, traffic::BASE_MEMORY_BYTES);
+        // The pod's own series is there beside its container's, as in cAdvisor: summing both
+        // counts the pod twice, which is what the default queries' `container!=""` avoids.
+        let both = values(
+            &endpoint,
+            "sum(container_memory_working_set_bytes{pod=\"queue-0\"})",
+        );
+        assert_eq!(both, [2.0 * traffic::BASE_MEMORY_BYTES]);
+
+        let err = eval(&endpoint, "rate(container_memory_working_set_bytes[1m])").unwrap_err();
+        assert!(
+            err.contains("the gauge container_memory_working_set_bytes"),
+            "{err}"
+        );
     }
 
     fn values_at(endpoint: &Endpoint, query: &str, time: f64, now: f64) -> f64 {

@@ -35,6 +35,9 @@ pub struct Target {
     pub config: kube::Config,
     /// The namespace to show; `None` shows every namespace.
     pub namespace: Option<String>,
+    /// Where pod CPU and memory are read: this Prometheus server and its queries, or
+    /// metrics-server when `None`. Set from config.toml, not from the kubeconfig.
+    pub prometheus: Option<super::prom::PodQueries>,
 }
 
 /// Why no target could be made; every message names the file and the context.
@@ -292,6 +295,7 @@ fn target_of(loaded: &Loaded, name: &str, sel: &Selection) -> Result<Target, Con
         name: name.to_string(),
         config,
         namespace: sel.namespace.clone().or(context_namespace),
+        prometheus: None,
     })
 }
 
@@ -311,6 +315,7 @@ fn in_cluster(sel: &Selection) -> Result<Target, ConfigError> {
         name: IN_CLUSTER.to_string(),
         config,
         namespace: Some(namespace),
+        prometheus: None,
     })
 }
 

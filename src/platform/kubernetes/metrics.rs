@@ -2,7 +2,8 @@
 //! it answers and sent as stats of each pod's replica: CPU as percent of one core, as
 //! `docker stats` shows it, so utilization against requests is read as the HPA reads it.
 //!
-//! Not for Prometheus: rules that name a Prometheus query read it through the metric sources.
+//! Not for Prometheus: a target whose config names a server reads pod usage there instead
+//! ([`super::prom`]), and rules that name a Prometheus query read it through the metric sources.
 
 use std::time::Duration;
 
@@ -47,6 +48,7 @@ pub async fn poll(
         Some(ns) => Api::namespaced_with(client, ns, &resource),
         None => Api::all_with(client, &resource),
     };
+    info!(%target, "pod CPU and memory are read from metrics-server (config.toml names no [kubernetes] prometheus)");
     let mut failing = false;
     let mut ticks = tokio::time::interval(POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

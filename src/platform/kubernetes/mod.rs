@@ -1,8 +1,9 @@
 //! The Kubernetes platform: one worker per target (a kubeconfig context, or the pod's service
 //! account). It connects (`GET /version`), keeps pods, ReplicaSets, Deployments,
 //! StatefulSets, HPAs, KEDA ScaledObjects and Events current through watchers, sends them as
-//! [`Update`]s, streams pod logs and metrics-server usage, and carries out the actions
-//! (scale, set image, rollout restart, undo, restart a pod) without ever blocking on them.
+//! [`Update`]s, streams pod logs and pod usage (metrics-server's, or Prometheus' when
+//! config.toml names a server), and carries out the actions (scale, set image, rollout
+//! restart, undo, restart a pod) without ever blocking on them.
 //!
 //! Not for deciding anything or for rendering: the worker reports what the API server says and
 //! does what [`Request`]s ask.
@@ -13,6 +14,7 @@ pub mod convert;
 pub mod lease;
 mod logs;
 pub mod metrics;
+pub mod prom;
 pub mod rollout;
 pub mod watch;
 
@@ -272,14 +274,7 @@ impl Session {
     ) -> Outcome {
         let namespace = worker.target.namespace.clone();
         self.tasks.0 = watch::spawn(&self.client, namespace.as_deref(), &self.watched_tx);
-        let poll = metrics::poll(
-            self.client.clone(),
-            namespace,
-            self.target.clone(),
-            self.cluster.pods(),
-            self.updates.clone(),
-        );
-        self.tasks.0.push(tokio::spawn(poll));
+        self.tasks.0.push(self.spawn_pod_usage(&worker.target));
 
         let mut told_connected = false;
         loop {
@@ -309,6 +304,20 @@ impl Session {
                         return Outcome::Lost { error, synced: told_connected };
                     }
                 }
+            }
+        }
+    }
+
+    /// Starts reading pod CPU and memory: from Prometheus when config.toml names a server for
+    /// the target, else from metrics-server.
+    fn spawn_pod_usage(&self, target: &Target) -> JoinHandle<()> {
+        let name = self.target.clone();
+        let (pods, updates) = (self.cluster.pods(), self.updates.clone());
+        match target.prometheus.clone() {
+            Some(queries) => tokio::spawn(prom::poll(queries, name, pods, updates)),
+            None => {
+                let (client, namespace) = (self.client.clone(), target.namespace.clone());
+                tokio::spawn(metrics::poll(client, namespace, name, pods, updates))
             }
         }
     }
