@@ -340,6 +340,21 @@ pub struct Controller {
     pub rollout: Option<String>,
     /// Another autoscaler that scales this workload, e.g. `HorizontalPodAutoscaler payments/checkout`.
     pub scaled_by: Option<String>,
+    /// A Deployment's revisions, oldest first, from its ReplicaSets (none for a StatefulSet):
+    /// what a rollback's confirmation names.
+    pub revisions: Vec<RevisionMark>,
+}
+
+/// One revision of a Deployment as its ReplicaSet tells it, in the few words a rollback's
+/// confirmation needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevisionMark {
+    /// `deployment.kubernetes.io/revision`.
+    pub number: u64,
+    /// The image of the template's first container.
+    pub image: String,
+    /// Why Pilothouse rolled back from it (`pilothouse.dev/rolled-back`), if it did.
+    pub rolled_back: Option<String>,
 }
 
 impl Controller {

@@ -740,6 +740,7 @@ mod tests {
             paused: false,
             rollout: None,
             scaled_by: None,
+            revisions: Vec::new(),
         }
     }
 

@@ -28,7 +28,8 @@ use ratatui::widgets::{Block, Borders, Padding, Paragraph, Wrap};
 
 use crate::actuator::{ActionError, ActionKind, ActionRequest};
 use crate::keymap::KeyAction;
-use crate::model::{ConnState, PlatformKind, WorkloadId, WorkloadKind};
+use crate::model::{ConnState, PlatformKind, RevisionMark, WorkloadId, WorkloadKind};
+use crate::platform::kubernetes::actions::{Candidate, Previous, previous};
 use crate::rollout::state::{self, Control, Files, Kind, Phase, RolloutState};
 use crate::store::Store;
 use crate::text;
@@ -67,6 +68,9 @@ pub struct Entry {
     pub running: bool,
     /// Why the state could not be read, if it could not.
     pub problem: Option<String>,
+    /// Where a Kubernetes Deployment stands now, as its worker last reported it: a rollback
+    /// after the recorded rollout shows here, the state file knows nothing of it.
+    pub now: Option<String>,
 }
 
 impl Entry {
@@ -97,8 +101,9 @@ pub struct RolloutsView {
 pub enum RolloutAct {
     /// Stop the rollout in progress; it rolls back by itself.
     Abort,
-    /// Start `pilothouse rollback WORKLOAD`.
-    Rollback,
+    /// Start `pilothouse rollback WORKLOAD`; on Kubernetes, to this revision (0: the previous
+    /// one, as the platform decides it).
+    Rollback { to_revision: u32 },
 }
 
 /// What the console knows about rollouts.
@@ -118,14 +123,31 @@ pub struct RolloutLink {
 
 /// Reads the entries of `scope` from the state files under `state_dir`.
 pub fn read_entries(scope: &Scope, store: &Store, state_dir: &Path) -> (Vec<Entry>, usize) {
-    match scope {
+    let (mut entries, unread) = match scope {
         Scope::Workload(id) => {
             let files =
                 engine_id(store, &id.target).map(|engine| Files::new(state_dir, &engine, &id.name));
             (vec![read_entry(&id.target, &id.name, files)], 0)
         }
         Scope::All => read_all(store, state_dir),
+    };
+    for entry in &mut entries {
+        entry.now = deployment_now(store, &entry.target, &entry.workload);
     }
+    (entries, unread)
+}
+
+/// `now: revision 4 (web:1.4)` for a Kubernetes Deployment the store knows.
+fn deployment_now(store: &Store, target: &str, workload: &str) -> Option<String> {
+    let controller = store
+        .target(target)?
+        .controllers
+        .get(&(WorkloadKind::Deployment, workload.to_string()))?;
+    Some(format!(
+        "now: revision {} ({})",
+        controller.revision?,
+        text::sanitize_plain(&controller.image)
+    ))
 }
 
 /// The engine ID of a connected target.
@@ -144,6 +166,7 @@ fn read_entry(target: &str, workload: &str, files: Option<Files>) -> Entry {
         state: None,
         running: false,
         problem: None,
+        now: None,
     };
     let Some(files) = files else {
         entry.problem = Some(format!(
@@ -283,6 +306,9 @@ pub fn detail(entry: &Entry) -> Detail {
     ));
     out.summary.push(per_revision(state));
     out.summary.push(who_and_when(state, entry.running));
+    if let Some(now) = &entry.now {
+        out.summary.push(now.clone());
+    }
     out.message = match (phase, state.phase) {
         (Phase::Interrupted, was) if was != Phase::Interrupted => Some(format!(
             "the process that ran it (pid {}) ended before it finished",
@@ -846,7 +872,7 @@ impl App {
             KeyAction::ResumeRollout => self.send_rollout_word(Control::Resume),
             KeyAction::AbortRollout => self.ask_rollout(RolloutAct::Abort),
             KeyAction::NewRollout => self.begin_new_rollout(),
-            KeyAction::Rollback => self.ask_rollout(RolloutAct::Rollback),
+            KeyAction::Rollback => self.ask_rollout(RolloutAct::Rollback { to_revision: 0 }),
             _ => {}
         }
     }
@@ -941,6 +967,7 @@ impl App {
             return;
         };
         let name = text::sanitize_plain(&entry.workload);
+        let mut act = act;
         let question = match act {
             RolloutAct::Abort => {
                 if self.running_entry("abort").is_none() {
@@ -954,7 +981,7 @@ impl App {
                      back{back_to}."
                 )
             }
-            RolloutAct::Rollback => {
+            RolloutAct::Rollback { .. } => {
                 if entry.files.as_ref().is_some_and(state::is_running) {
                     self.error(format!(
                         "a rollout of {name} is running: abort it (it rolls back by itself) \
@@ -962,10 +989,27 @@ impl App {
                     ));
                     return;
                 }
-                format!(
-                    "Roll {name} back to its previous revision? Its replicas are replaced one \
-                     by one, as in a rollout."
-                )
+                match self.kube_rollback_to(&entry) {
+                    Some(Ok(mark)) => {
+                        act = RolloutAct::Rollback {
+                            to_revision: u32::try_from(mark.number).unwrap_or(0),
+                        };
+                        format!(
+                            "Roll {name} back to revision {} ({})? Its replicas are replaced one \
+                             by one, as in a rollout.",
+                            mark.number,
+                            text::sanitize_plain(&mark.image)
+                        )
+                    }
+                    Some(Err(why)) => {
+                        self.error(why);
+                        return;
+                    }
+                    None => format!(
+                        "Roll {name} back to its previous revision? Its replicas are replaced \
+                         one by one, as in a rollout."
+                    ),
+                }
             }
         };
         self.prompt = Prompt::ConfirmRollout {
@@ -991,7 +1035,62 @@ impl App {
                     ));
                 }
             }
-            RolloutAct::Rollback => self.start_rollback(workload),
+            RolloutAct::Rollback { to_revision } => self.start_rollback(workload, to_revision),
+        }
+    }
+
+    /// Where a rollback of a Kubernetes Deployment goes, from the revisions its worker reports:
+    /// the previous revision Pilothouse did not roll back from, or why there is none. `None`
+    /// when the workload is not a Deployment whose revisions are known.
+    fn kube_rollback_to(&mut self, entry: &Entry) -> Option<Result<RevisionMark, String>> {
+        let workload = self.entry_workload(entry);
+        if workload.kind != WorkloadKind::Deployment {
+            return None;
+        }
+        let target = self.store.target(&workload.target)?;
+        let controller = target
+            .controllers
+            .get(&(WorkloadKind::Deployment, workload.name.clone()))?;
+        let current = controller.revision?;
+        if controller.revisions.is_empty() {
+            return None;
+        }
+        let candidates: Vec<Candidate> = controller
+            .revisions
+            .iter()
+            .map(|r| Candidate {
+                number: r.number,
+                current: r.number == current,
+                rolled_back: r.rolled_back.is_some(),
+            })
+            .collect();
+        let name = text::sanitize_plain(&workload.name);
+        let found = |n: u64| controller.revisions.iter().find(|r| r.number == n);
+        match previous(&candidates, current) {
+            Previous::To(n) => found(n).cloned().map(Ok),
+            Previous::Nothing => Some(Err(format!(
+                "{name} has no revision before {current} to roll back to"
+            ))),
+            Previous::AllRolledBack(marked) => {
+                let listed: Vec<String> = marked
+                    .iter()
+                    .filter_map(|n| found(*n))
+                    .map(|r| {
+                        format!(
+                            "revision {} ({}): {}",
+                            r.number,
+                            text::sanitize_plain(&r.image),
+                            text::sanitize_plain(r.rolled_back.as_deref().unwrap_or(""))
+                        )
+                    })
+                    .collect();
+                Some(Err(format!(
+                    "{name}: no revision before {current} that Pilothouse did not roll back from; \
+                     rolled back from: {} (`pilothouse rollback --to-revision N` goes to one \
+                     anyway)",
+                    listed.join("; ")
+                )))
+            }
         }
     }
 
@@ -1013,16 +1112,30 @@ impl App {
 
     /// Start `pilothouse rollback WORKLOAD --docker-host ADDRESS` as a process of its own
     /// (which itself runs the rollback in the background and audits it), through the actuator.
-    fn start_rollback(&mut self, workload: WorkloadId) {
-        let platform = self.store.target(&workload.target).map(|t| t.platform);
-        if platform == Some(PlatformKind::Kubernetes) {
-            // What `kubectl rollout undo` does, by the workload's worker.
+    fn start_rollback(&mut self, workload: WorkloadId, to_revision: u32) {
+        let target = self.store.target(&workload.target);
+        if target.map(|t| t.platform) == Some(PlatformKind::Kubernetes) {
+            // What `kubectl rollout undo` does, by the workload's worker: to the revision the
+            // operator confirmed, else the previous one as the worker finds it.
+            let controller = target.and_then(|t| {
+                t.controllers
+                    .get(&(WorkloadKind::Deployment, workload.name.clone()))
+            });
+            let from = controller.and_then(|c| c.revision).unwrap_or(0);
+            let image = controller
+                .and_then(|c| {
+                    c.revisions
+                        .iter()
+                        .find(|r| r.number == u64::from(to_revision))
+                })
+                .map(|r| r.image.clone())
+                .unwrap_or_default();
             self.submit(ActionRequest {
                 workload,
                 kind: ActionKind::Rollback {
-                    from_revision: 0,
-                    to_revision: 0,
-                    image: String::new(),
+                    from_revision: u32::try_from(from).unwrap_or(0),
+                    to_revision,
+                    image,
                 },
                 origin: "operator",
                 confirmed: true,
@@ -1118,6 +1231,7 @@ mod tests {
             state,
             running,
             problem: None,
+            now: None,
         }
     }
 
@@ -1376,6 +1490,115 @@ mod tests {
         assert_eq!(state::read_control(&files), Some(Control::Abort));
     }
 
+    /// [`app`] with a Kubernetes target `sandbox` whose Deployment `shop/web` runs revision 3
+    /// of `revisions`, its rollout view open on it.
+    fn kube_app(dir: &Path, revisions: Vec<crate::model::RevisionMark>) -> App {
+        use crate::model::Controller;
+        use crate::platform::Update;
+        let mut app = app(dir, false);
+        app.store.add_target("sandbox", PlatformKind::Kubernetes);
+        app.store.apply(&Update::Connection {
+            target: "sandbox".to_string(),
+            state: ConnState::Connected {
+                version: "v1.31".to_string(),
+                api_version: "v1".to_string(),
+                engine_id: "KUBE:ENGINE".to_string(),
+            },
+        });
+        app.store.apply(&Update::Controllers {
+            target: "sandbox".to_string(),
+            controllers: vec![Controller {
+                kind: WorkloadKind::Deployment,
+                name: "shop/web".to_string(),
+                desired: 3,
+                image: "sandbox/web:1.4".to_string(),
+                revision: Some(3),
+                paused: false,
+                rollout: None,
+                scaled_by: None,
+                revisions,
+            }],
+        });
+        let id = WorkloadId {
+            target: "sandbox".to_string(),
+            kind: WorkloadKind::Deployment,
+            name: "shop/web".to_string(),
+        };
+        let (entries, unread) =
+            read_entries(&Scope::Workload(id.clone()), &app.store, &dir.join("state"));
+        app.rollouts.view = Some(RolloutsView {
+            scope: Scope::Workload(id),
+            entries,
+            selected: 0,
+            unread,
+        });
+        app
+    }
+
+    fn mark(number: u64, image: &str, rolled_back: Option<&str>) -> crate::model::RevisionMark {
+        crate::model::RevisionMark {
+            number,
+            image: image.to_string(),
+            rolled_back: rolled_back.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_kubernetes_rollback_asks_naming_the_revision_and_image_passing_over_a_failed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = kube_app(
+            dir.path(),
+            vec![
+                mark(1, "sandbox/web:1.3", None),
+                mark(2, "sandbox/web:1.5-unhealthy", Some("it crash-loops")),
+                mark(3, "sandbox/web:1.4", None),
+            ],
+        );
+        assert_eq!(
+            app.rollouts.view.as_ref().unwrap().entries[0]
+                .now
+                .as_deref(),
+            Some("now: revision 3 (sandbox/web:1.4)")
+        );
+
+        app.ask_rollout(RolloutAct::Rollback { to_revision: 0 });
+
+        let Prompt::ConfirmRollout { question, act, .. } = &app.prompt else {
+            panic!("expected a confirmation, got {:?}", app.prompt);
+        };
+        assert!(
+            question.starts_with("Roll shop/web back to revision 1 (sandbox/web:1.3)? "),
+            "{question}"
+        );
+        assert_eq!(*act, RolloutAct::Rollback { to_revision: 1 });
+    }
+
+    #[test]
+    fn a_kubernetes_rollback_with_only_failed_revisions_before_says_so_and_asks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = kube_app(
+            dir.path(),
+            vec![
+                mark(
+                    2,
+                    "sandbox/web:1.5-unhealthy",
+                    Some("exceeded its progress deadline"),
+                ),
+                mark(3, "sandbox/web:1.4", None),
+            ],
+        );
+
+        app.ask_rollout(RolloutAct::Rollback { to_revision: 0 });
+
+        assert!(matches!(app.prompt, Prompt::None), "{:?}", app.prompt);
+        assert_eq!(
+            status(&app),
+            "shop/web: no revision before 3 that Pilothouse did not roll back from; rolled back \
+             from: revision 2 (sandbox/web:1.5-unhealthy): exceeded its progress deadline \
+             (`pilothouse rollback --to-revision N` goes to one anyway)"
+        );
+    }
+
     #[test]
     fn a_confirmed_rollback_starts_the_rollback_command_for_the_targets_address() {
         use std::os::unix::fs::PermissionsExt;
@@ -1398,7 +1621,7 @@ mod tests {
         assert!(matches!(
             app.prompt,
             Prompt::ConfirmRollout {
-                act: RolloutAct::Rollback,
+                act: RolloutAct::Rollback { to_revision: 0 },
                 ..
             }
         ));

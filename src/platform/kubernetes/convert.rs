@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStatus, EnvVar, Event, Pod, PodSpec, PodStatus,
@@ -18,13 +18,14 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 
 use crate::model::{
-    Controller, CpuLimit, EngineEvent, Health, PortMapping, Replica, ReplicaDetails, Security,
-    WorkloadKind,
+    Controller, CpuLimit, EngineEvent, Health, PortMapping, Replica, ReplicaDetails, RevisionMark,
+    Security, WorkloadKind,
 };
 use crate::text::sanitize_plain;
 
 /// The annotation a Deployment's controller keeps its revision in.
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+use super::actions::ROLLED_BACK_ANNOTATION;
 
 /// How long a running pod that is not Ready yet counts as starting rather than unhealthy.
 pub const STARTING_GRACE: Duration = Duration::seconds(30);
@@ -502,7 +503,33 @@ pub fn deployment(d: &Deployment, scaled_by: Option<String>) -> Controller {
         paused,
         rollout: deployment_rollout(d, paused, desired),
         scaled_by,
+        revisions: Vec::new(),
     }
+}
+
+/// A Deployment-owned ReplicaSet's revision, with the Deployment's name (in the ReplicaSet's
+/// namespace); `None` for one without an owning Deployment or a revision number.
+pub fn replicaset_revision(rs: &ReplicaSet) -> Option<(String, RevisionMark)> {
+    let owner = replicaset_owner(&rs.metadata)?;
+    let annotations = rs.metadata.annotations.as_ref()?;
+    let number = annotations.get(REVISION_ANNOTATION)?.trim().parse().ok()?;
+    let image = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let rolled_back = annotations.get(ROLLED_BACK_ANNOTATION).cloned();
+    Some((
+        owner,
+        RevisionMark {
+            number,
+            image,
+            rolled_back,
+        },
+    ))
 }
 
 /// The rollout as `kubectl rollout status` judges it: failed past the progress deadline,
@@ -561,6 +588,7 @@ pub fn statefulset(s: &StatefulSet, scaled_by: Option<String>) -> Controller {
         paused: false,
         rollout,
         scaled_by,
+        revisions: Vec::new(),
     }
 }
 

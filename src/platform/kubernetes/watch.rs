@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::convert;
-use crate::model::{Controller, EngineEvent, WorkloadKind};
+use crate::model::{Controller, EngineEvent, RevisionMark, WorkloadKind};
 use crate::platform::Update;
 
 /// A ReplicaSet owner change that would move more pods than this is sent as a new snapshot.
@@ -338,6 +338,11 @@ pub struct Cluster {
 
     /// The Deployment of each ReplicaSet that has one, by (namespace, ReplicaSet).
     rs_owner: Arc<HashMap<(String, String), String>>,
+    /// Each Deployment-owned ReplicaSet's revision, by (namespace, ReplicaSet), with its
+    /// Deployment (`NAMESPACE/NAME`): what a rollback's confirmation names.
+    rs_revisions: HashMap<(String, String), (String, RevisionMark)>,
+    /// The ReplicaSets a list in progress has shown, to forget the others when it ends.
+    rs_revisions_seen: Option<HashSet<(String, String)>>,
     /// ReplicaSets of a list in progress.
     rs_listing: Option<HashMap<(String, String), String>>,
     rs_listed: bool,
@@ -388,6 +393,8 @@ impl Cluster {
             hpas: reflector::store::Writer::default(),
             scaled_objects: reflector::store::Writer::new(scaled),
             rs_owner: Arc::new(HashMap::new()),
+            rs_revisions: HashMap::new(),
+            rs_revisions_seen: None,
             rs_listing: None,
             rs_listed: false,
             remap: HashSet::new(),
@@ -561,6 +568,25 @@ impl Cluster {
                 meta.name.clone().unwrap_or_default(),
             )
         };
+        match &event {
+            watcher::Event::Init => self.rs_revisions_seen = Some(HashSet::new()),
+            watcher::Event::InitApply(rs) | watcher::Event::Apply(rs) => {
+                self.note_revision(key(rs), rs);
+            }
+            watcher::Event::InitDone => {
+                let seen = self.rs_revisions_seen.take().unwrap_or_default();
+                let gone: Vec<(String, String)> = self
+                    .rs_revisions
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.forget_revision(&key);
+                }
+            }
+            watcher::Event::Delete(rs) => self.forget_revision(&key(rs)),
+        }
         match event {
             watcher::Event::Init => self.rs_listing = Some(HashMap::new()),
             watcher::Event::InitApply(rs) => {
@@ -601,6 +627,64 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Keeps a ReplicaSet's revision; its Deployment is sent again when it changed.
+    fn note_revision(&mut self, key: (String, String), rs: &ReplicaSet) {
+        if let Some(seen) = self.rs_revisions_seen.as_mut() {
+            seen.insert(key.clone());
+        }
+        let Some((owner, mark)) = convert::replicaset_revision(rs) else {
+            self.forget_revision(&key);
+            return;
+        };
+        let deployment = format!("{}/{owner}", key.0);
+        let known = self.rs_revisions.get(&key);
+        if known.is_some_and(|(d, m)| *d == deployment && *m == mark) {
+            return;
+        }
+        if let Some((before, _)) = known
+            && *before != deployment
+        {
+            self.dirty_controllers
+                .insert((WorkloadKind::Deployment, before.clone()));
+        }
+        self.dirty_controllers
+            .insert((WorkloadKind::Deployment, deployment.clone()));
+        self.rs_revisions.insert(key, (deployment, mark));
+    }
+
+    fn forget_revision(&mut self, key: &(String, String)) {
+        if let Some((deployment, _)) = self.rs_revisions.remove(key) {
+            self.dirty_controllers
+                .insert((WorkloadKind::Deployment, deployment));
+        }
+    }
+
+    /// The revisions of every Deployment, oldest first.
+    fn revisions_by_deployment(&self) -> HashMap<&str, Vec<RevisionMark>> {
+        let mut out: HashMap<&str, Vec<RevisionMark>> = HashMap::new();
+        for (deployment, mark) in self.rs_revisions.values() {
+            out.entry(deployment.as_str())
+                .or_default()
+                .push(mark.clone());
+        }
+        for marks in out.values_mut() {
+            marks.sort_by_key(|m| m.number);
+        }
+        out
+    }
+
+    /// The revisions of one Deployment (`NAMESPACE/NAME`), oldest first.
+    fn revisions_of(&self, deployment: &str) -> Vec<RevisionMark> {
+        let mut marks: Vec<RevisionMark> = self
+            .rs_revisions
+            .values()
+            .filter(|(d, _)| d == deployment)
+            .map(|(_, m)| m.clone())
+            .collect();
+        marks.sort_by_key(|m| m.number);
+        marks
     }
 
     fn on_controller<K: Resource>(&mut self, event: &watcher::Event<K>, kind: WorkloadKind) {
@@ -815,9 +899,17 @@ impl Cluster {
         let deployments = self.deployments.as_reader().state();
         let statefulsets = self.statefulsets.as_reader().state();
         let by = |kind, meta| scaled_by.get(&(kind, convert::qualified(meta))).cloned();
+        let mut revisions = self.revisions_by_deployment();
         let mut out: Vec<Controller> = deployments
             .iter()
-            .map(|d| convert::deployment(d, by(WorkloadKind::Deployment, &d.metadata)))
+            .map(|d| {
+                let mut controller =
+                    convert::deployment(d, by(WorkloadKind::Deployment, &d.metadata));
+                controller.revisions = revisions
+                    .remove(controller.name.as_str())
+                    .unwrap_or_default();
+                controller
+            })
             .chain(
                 statefulsets
                     .iter()
@@ -839,7 +931,9 @@ impl Cluster {
             WorkloadKind::Deployment => {
                 let key = ObjectRef::new(short).within(namespace);
                 let d = self.deployments.as_reader().get(&key)?;
-                Some(convert::deployment(&d, by))
+                let mut controller = convert::deployment(&d, by);
+                controller.revisions = self.revisions_of(name);
+                Some(controller)
             }
             WorkloadKind::StatefulSet => {
                 let key = ObjectRef::new(short).within(namespace);
