@@ -18,6 +18,7 @@ use pilothouse::logging;
 use pilothouse::metrics::PrometheusSource;
 use pilothouse::paths::Paths;
 use pilothouse::platform::kubernetes::config as kube_config;
+use pilothouse::platform::kubernetes::prom::PodQueries;
 use pilothouse::store::Store;
 use pilothouse::theme::{self, Theme};
 use pilothouse::ui::rules_ctl::Link;
@@ -256,11 +257,13 @@ async fn console(
     let mut store = Store::new(config.ui.stats_history);
     platforms.register(&mut store);
     let observed = setup::observed_store(&platforms, config.ui.stats_history);
+    let pod_usage = PodQueries::configured(&config.kubernetes).map_err(|e| eyre!(e))?;
     let contexts = setup::ContextOpener::new(
         launch.kube_source,
         platforms.spawner.clone(),
         Arc::clone(&observed),
-    );
+    )
+    .with_pod_usage(pod_usage);
     let (console_tx, updates) = mpsc::channel(setup::UPDATE_QUEUE);
     tokio::spawn(observe::fan_out(
         platforms.updates,

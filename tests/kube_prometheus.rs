@@ -9,6 +9,7 @@ use std::time::Duration;
 use pilothouse::autoscaler::setup;
 use pilothouse::config::Config;
 use pilothouse::model::{PlatformKind, StatsSample, WorkloadKind};
+use pilothouse::platform::kubernetes::prom::PodQueries;
 use pilothouse::platform::kubernetes::{self, Selection};
 use pilothouse::platform::{Request, Update};
 use pilothouse::sandbox::faults::Fault;
@@ -271,4 +272,47 @@ async fn without_a_prometheus_server_pod_usage_still_comes_from_metrics_server()
     for series in h.samples(&replicas) {
         series.iter().for_each(assert_idle);
     }
+}
+
+#[tokio::test]
+async fn a_context_opened_while_the_console_runs_reads_prometheus_too() {
+    let options = Options {
+        objects: objects(),
+        pod_start: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let sandbox = Sandbox::start(options).await.expect("the sandbox starts");
+    sandbox.faults().fail(metrics_server_down());
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sandbox.kubeconfig(CONTEXT, Some("shop")))
+        .expect("kubeconfig written");
+    let text = format!(
+        "[kubernetes]\nkubeconfig = {:?}\nprometheus = {:?}\n",
+        kubeconfig.display().to_string(),
+        sandbox.url()
+    );
+    let config = Config::parse(&dir.path().join("config.toml"), &text).expect("the config parses");
+
+    // No context at startup; `:ctx sandbox` opens it through the opener.
+    let platforms = setup::start(Vec::new(), Vec::new(), None, None);
+    let observed = setup::observed_store(&platforms, 10);
+    let source = setup::kube_source(Selection::default(), &config);
+    let pod_usage = PodQueries::configured(&config.kubernetes).expect("the queries are made");
+    let opener = setup::ContextOpener::new(source, platforms.spawner.clone(), observed)
+        .with_pod_usage(pod_usage);
+    let started = opener.open(CONTEXT).expect("the context opens");
+    assert_eq!(started.name, CONTEXT);
+
+    let mut updates = platforms.updates;
+    let deadline = Instant::now() + WAIT;
+    let sample = loop {
+        match tokio::time::timeout_at(deadline, updates.recv()).await {
+            Ok(Some(Update::Stats { sample, .. })) => break sample,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the worker stopped"),
+            Err(_) => panic!("no stats within {WAIT:?} while metrics-server is down"),
+        }
+    };
+    assert_idle(&sample);
 }

@@ -279,6 +279,9 @@ pub struct ContextOpener {
     spawner: Spawner,
     /// The engine's store, which learns of the target before its worker's first update.
     observed: Observed,
+    /// Where an opened context reads pod CPU and memory, as [`kube_targets`] sets it for those
+    /// opened at startup; `None` reads metrics-server.
+    pod_usage: Option<PodQueries>,
 }
 
 /// How many context names an error lists before it says how many more there are.
@@ -299,7 +302,14 @@ impl ContextOpener {
             source,
             spawner,
             observed,
+            pod_usage: None,
         }
+    }
+
+    /// The same opener, its contexts reading pod usage from `pod_usage` (see
+    /// [`PodQueries::configured`]).
+    pub fn with_pod_usage(self, pod_usage: Option<PodQueries>) -> Self {
+        ContextOpener { pod_usage, ..self }
     }
 
     /// The kubeconfig's contexts, in its order; none when there is no kubeconfig or it cannot be
@@ -326,6 +336,10 @@ impl ContextOpener {
             ..source.clone()
         };
         let target = kube_config::resolve(&selection).map_err(|e| self.explain(name, &e))?;
+        let target = kube_config::Target {
+            prometheus: self.pod_usage.clone(),
+            ..target
+        };
         readable_credentials(&target).map_err(|e| format!("cannot open context {name:?}: {e}"))?;
         lock(&self.observed).add_target(&target.name, PlatformKind::Kubernetes);
         let started = self.spawner.kubernetes(target);
