@@ -150,6 +150,7 @@ fn controllers(shape: Shape) -> Vec<Controller> {
             paused: false,
             rollout: None,
             scaled_by: None,
+            revisions: Vec::new(),
         })
         .collect()
 }

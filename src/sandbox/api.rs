@@ -454,7 +454,7 @@ impl Call {
             if i > 0 {
                 bytes.push(b',');
             }
-            bytes.extend(serde_json::to_vec(&**item).unwrap_or_default());
+            bytes.extend_from_slice(item.encoded());
         }
         bytes.extend_from_slice(b"]}");
         Ok(bytes_response(StatusCode::OK, bytes))
@@ -510,8 +510,9 @@ impl Call {
             .store
             .list(resource, namespace, &filter, None, None)?;
         let mut deleted = Vec::new();
-        for object in page.items {
-            let (ns, name) = (store::namespace_of(&object), store::name_of(&object));
+        for stored in page.items {
+            let object = &stored.value;
+            let (ns, name) = (store::namespace_of(object), store::name_of(object));
             if let Ok(gone) = self.cluster.delete(resource, ns, name) {
                 deleted.push((*gone).clone());
             }
@@ -909,12 +910,12 @@ impl Watch {
                 .as_deref()
                 .is_none_or(|ns| ns == change.namespace);
         let matches = in_scope
-            && self.labels.matches_object(&change.object)
-            && self.fields.matches(&change.object);
+            && self.labels.matches_object(&change.object.value)
+            && self.fields.matches(&change.object.value);
         matches.then(|| {
             let mut bytes =
                 format!("{{\"type\":\"{}\",\"object\":", change.kind.event_type()).into_bytes();
-            bytes.extend(serde_json::to_vec(&*change.object).unwrap_or_default());
+            bytes.extend_from_slice(change.object.encoded());
             bytes.extend_from_slice(b"}\n");
             Bytes::from(bytes)
         })

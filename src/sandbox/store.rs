@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
@@ -44,7 +44,30 @@ pub struct Change {
     pub resource: &'static str,
     pub namespace: String,
     pub kind: ChangeKind,
-    pub object: Arc<Value>,
+    pub object: Arc<Stored>,
+}
+
+/// An object as the store keeps it, with its JSON text once a list or a watch has sent it:
+/// an object sent again and again is encoded once per change.
+#[derive(Debug)]
+pub struct Stored {
+    pub value: Arc<Value>,
+    encoded: OnceLock<Vec<u8>>,
+}
+
+impl Stored {
+    fn new(value: Arc<Value>) -> Arc<Stored> {
+        Arc::new(Stored {
+            value,
+            encoded: OnceLock::new(),
+        })
+    }
+
+    /// The object as JSON text.
+    pub fn encoded(&self) -> &[u8] {
+        self.encoded
+            .get_or_init(|| serde_json::to_vec(&*self.value).unwrap_or_default())
+    }
 }
 
 /// Namespace (empty for cluster-scoped objects) and name.
@@ -53,7 +76,7 @@ pub type Key = (String, String);
 /// The objects and the history, behind one lock.
 pub struct Inner {
     rv: u64,
-    objects: HashMap<&'static str, BTreeMap<Key, Arc<Value>>>,
+    objects: HashMap<&'static str, BTreeMap<Key, Arc<Stored>>>,
     history: VecDeque<Arc<Change>>,
     history_limit: usize,
     /// The newest resourceVersion whose change fell out of the history.
@@ -63,6 +86,9 @@ pub struct Inner {
     /// Counts creations and deletions per resource, so a reader can tell the set of objects
     /// changed without looking at them.
     membership: HashMap<&'static str, u64>,
+    /// The resourceVersion of each resource's latest write, so a reader can tell that none of
+    /// its objects changed without looking at them.
+    last_write: HashMap<&'static str, u64>,
     seed: u64,
 }
 
@@ -77,12 +103,18 @@ impl Inner {
         self.membership.get(resource.plural).copied().unwrap_or(0)
     }
 
+    /// The resourceVersion of the latest write to an object of this resource (0 for none).
+    pub fn last_write(&self, resource: &ResourceType) -> u64 {
+        self.last_write.get(resource.plural).copied().unwrap_or(0)
+    }
+
     /// Every object of one resource, in namespace and name order.
     pub fn objects(&self, resource: &ResourceType) -> impl Iterator<Item = &Arc<Value>> {
         self.objects
             .get(resource.plural)
             .into_iter()
             .flat_map(|m| m.values())
+            .map(|stored| &stored.value)
     }
 
     /// The objects of one resource in one namespace.
@@ -97,12 +129,15 @@ impl Inner {
             .into_iter()
             .flat_map(move |m| m.range(start.clone()..))
             .take_while(move |((ns, _), _)| ns == namespace)
-            .map(|(_, v)| v)
+            .map(|(_, stored)| &stored.value)
     }
 
     pub fn get(&self, resource: &ResourceType, namespace: &str, name: &str) -> Option<&Arc<Value>> {
         let key = (namespace.to_string(), name.to_string());
-        self.objects.get(resource.plural).and_then(|m| m.get(&key))
+        self.objects
+            .get(resource.plural)
+            .and_then(|m| m.get(&key))
+            .map(|stored| &stored.value)
     }
 
     /// A pseudo-random number (SplitMix64) for uids and generated names.
@@ -145,8 +180,9 @@ impl Inner {
         resource: &'static ResourceType,
         namespace: &str,
         kind: ChangeKind,
-        object: Arc<Value>,
+        object: Arc<Stored>,
     ) {
+        self.last_write.insert(resource.plural, self.rv);
         let change = Arc::new(Change {
             rv: self.rv,
             resource: resource.plural,
@@ -168,7 +204,7 @@ impl Inner {
 /// One page of a list.
 #[derive(Debug)]
 pub struct ListPage {
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Arc<Stored>>,
     /// The resourceVersion the list is consistent with (that of its first page).
     pub rv: u64,
     /// The `continue` token of the next page, when there is one.
@@ -208,6 +244,7 @@ impl Store {
             dropped_through: 0,
             oldest_watchable: 0,
             membership: HashMap::new(),
+            last_write: HashMap::new(),
             seed,
         };
         let (changes, _) = broadcast::channel(65_536);
@@ -269,7 +306,7 @@ impl Store {
         let mut matching = objects
             .range((start, Bound::Unbounded))
             .take_while(|((ns, _), _)| namespace.is_none_or(|wanted| ns == wanted))
-            .filter(|(_, object)| filter(object));
+            .filter(|(_, stored)| filter(&stored.value));
         let limit = limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
         let mut last = None;
@@ -341,18 +378,19 @@ impl Store {
                 inner.rv += 1;
                 finish(&mut object, inner.rv, manager, operation, resource);
                 let object = Arc::new(object);
+                let stored = Stored::new(object.clone());
                 let key = (namespace.to_string(), name.to_string());
                 inner
                     .objects
                     .entry(resource.plural)
                     .or_default()
-                    .insert(key, object.clone());
+                    .insert(key, stored.clone());
                 inner.record(
                     &self.changes,
                     resource,
                     namespace,
                     ChangeKind::Modified,
-                    object.clone(),
+                    stored,
                 );
                 Ok(object)
             }
@@ -361,19 +399,20 @@ impl Store {
                 inner.rv += 1;
                 finish(&mut object, inner.rv, manager, operation, resource);
                 let object = Arc::new(object);
+                let stored = Stored::new(object.clone());
                 let key = (namespace.to_string(), name);
                 inner
                     .objects
                     .entry(resource.plural)
                     .or_default()
-                    .insert(key, object.clone());
+                    .insert(key, stored.clone());
                 *inner.membership.entry(resource.plural).or_default() += 1;
                 inner.record(
                     &self.changes,
                     resource,
                     namespace,
                     ChangeKind::Added,
-                    object.clone(),
+                    stored,
                 );
                 Ok(object)
             }
@@ -424,7 +463,7 @@ impl Store {
         };
         inner.rv += 1;
         *inner.membership.entry(resource.plural).or_default() += 1;
-        let mut last = (*removed).clone();
+        let mut last = (*removed.value).clone();
         last["metadata"]["resourceVersion"] = Value::String(inner.rv.to_string());
         let last = Arc::new(last);
         inner.record(
@@ -432,7 +471,7 @@ impl Store {
             resource,
             namespace,
             ChangeKind::Deleted,
-            last.clone(),
+            Stored::new(last.clone()),
         );
         Ok(last)
     }
@@ -464,22 +503,18 @@ impl Store {
                     .collect()
             }
             None => {
-                let objects = match namespace {
-                    Some(ns) => inner
-                        .in_namespace(resource, ns)
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                    None => inner.objects(resource).cloned().collect(),
-                };
+                let objects = inner.objects.get(resource.plural);
                 objects
                     .into_iter()
-                    .map(|object| {
+                    .flat_map(|m| m.iter())
+                    .filter(|((ns, _), _)| in_scope(ns))
+                    .map(|((ns, _), stored)| {
                         Arc::new(Change {
                             rv: inner.rv,
                             resource: resource.plural,
-                            namespace: namespace_of(&object).to_string(),
+                            namespace: ns.clone(),
                             kind: ChangeKind::Added,
-                            object,
+                            object: stored.clone(),
                         })
                     })
                     .collect()
@@ -887,7 +922,7 @@ mod tests {
             .list(&PODS, Some("shop"), &everything, Some(2), Some(&token))
             .unwrap();
         assert_eq!(second.rv, first.rv);
-        let names: Vec<&str> = second.items.iter().map(|o| name_of(o)).collect();
+        let names: Vec<&str> = second.items.iter().map(|o| name_of(&o.value)).collect();
         assert_eq!(names, ["p2", "p3"]);
         let token = second.next.unwrap();
         let third = store
@@ -937,7 +972,7 @@ mod tests {
         let kinds: Vec<(ChangeKind, &str)> = start
             .replay
             .iter()
-            .map(|c| (c.kind, name_of(&c.object)))
+            .map(|c| (c.kind, name_of(&c.object.value)))
             .collect();
         assert_eq!(
             kinds,
@@ -946,7 +981,7 @@ mod tests {
         let mut live = start.live;
         store.create(&PODS, "shop", pod("c"), "test").unwrap();
         let next = live.try_recv().unwrap();
-        assert_eq!((next.kind, name_of(&next.object)), (ChangeKind::Added, "c"));
+        assert_eq!((next.kind, name_of(&next.object.value)), (ChangeKind::Added, "c"));
     }
 
     #[test]

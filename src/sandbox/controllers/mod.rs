@@ -31,6 +31,7 @@ pub const MANAGER: &str = "kube-controller-manager";
 /// Runs the controllers until `shutdown` changes.
 pub async fn run(cluster: Arc<Cluster>, timing: pods::Timing, mut shutdown: watch::Receiver<bool>) {
     let mut rest = PASS_EVERY;
+    let mut cache = IndexCache::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(rest) => {}
@@ -38,10 +39,15 @@ pub async fn run(cluster: Arc<Cluster>, timing: pods::Timing, mut shutdown: watc
         }
         let started = std::time::Instant::now();
         let cluster = cluster.clone();
-        let pass = tokio::task::spawn_blocking(move || pass(&cluster, timing)).await;
-        if let Err(error) = pass {
+        let pass = tokio::task::spawn_blocking(move || {
+            pass_with(&cluster, timing, &mut cache);
+            cache
+        })
+        .await;
+        cache = pass.unwrap_or_else(|error| {
             tracing::error!(%error, "a sandbox controller pass failed");
-        }
+            IndexCache::default()
+        });
         // A slow pass (many pods) is followed by as long a rest, so the controllers never
         // take more than half of a core from the API server.
         rest = PASS_EVERY.max(started.elapsed());
@@ -50,17 +56,41 @@ pub async fn run(cluster: Arc<Cluster>, timing: pods::Timing, mut shutdown: watc
 
 /// One pass of every controller.
 pub fn pass(cluster: &Cluster, timing: pods::Timing) {
+    pass_with(cluster, timing, &mut IndexCache::default());
+}
+
+/// The pod index of the last pass, and the pods' last write it was made at.
+#[derive(Default)]
+struct IndexCache {
+    made_at: Option<u64>,
+    index: PodIndex,
+}
+
+/// One pass of every controller, reading the pods again only when one was written since the
+/// index in `cache` was made: on a cluster of many pods that do not change, a pass then costs
+/// next to nothing and holds the store's lock only briefly.
+fn pass_with(cluster: &Cluster, timing: pods::Timing, cache: &mut IndexCache) {
     pods::tick(cluster, timing);
 
-    let index = PodIndex::scan(cluster);
+    let pods_written = cluster.store.read(|inner| inner.last_write(&PODS));
+    if cache.made_at != Some(pods_written) {
+        // Scanned under the same lock as the write counter it is filed under, so a write
+        // between the two cannot be missed.
+        let (made_at, index) = PodIndex::scan(cluster);
+        *cache = IndexCache {
+            made_at: Some(made_at),
+            index,
+        };
+    }
+    let index = &cache.index;
 
-    collect_garbage(cluster, &index);
+    collect_garbage(cluster, index);
 
-    replicaset::sync_all(cluster, &index);
+    replicaset::sync_all(cluster, index);
 
-    deployment::sync_all(cluster, &index);
+    deployment::sync_all(cluster, index);
 
-    statefulset::sync_all(cluster, &index);
+    statefulset::sync_all(cluster, index);
 }
 
 /// What the controllers need to know of one pod.
@@ -82,7 +112,8 @@ pub struct PodIndex {
 }
 
 impl PodIndex {
-    fn scan(cluster: &Cluster) -> PodIndex {
+    /// Every pod read once, with the pods' last write the index is current for.
+    fn scan(cluster: &Cluster) -> (u64, PodIndex) {
         cluster.store.read(|inner| {
             let mut index = PodIndex::default();
             for pod in inner.objects(&PODS) {
@@ -114,7 +145,7 @@ impl PodIndex {
                     .or_default()
                     .push(info);
             }
-            index
+            (inner.last_write(&PODS), index)
         })
     }
 
