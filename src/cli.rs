@@ -81,8 +81,8 @@ pub enum Command {
     /// Open the console on a built-in sandbox cluster with simulated traffic: no cluster, no
     /// Docker and nothing of yours is touched (its files live in a temporary directory).
     Demo {
-        /// How much faster than the clock the simulated day runs.
-        #[arg(long, value_name = "FACTOR")]
+        /// How much faster than the clock the simulated day runs (above 0, at most 86400).
+        #[arg(long, value_name = "FACTOR", value_parser = parse_speed)]
         speed: Option<f64>,
     },
     /// Serve the sandbox cluster's Kubernetes API on a loopback port until interrupted (for
@@ -101,8 +101,8 @@ pub enum Command {
         /// Write a kubeconfig for the server to this file (context `sandbox`).
         #[arg(long, value_name = "FILE")]
         kubeconfig_out: Option<std::path::PathBuf>,
-        /// How much faster than the clock the simulated day runs.
-        #[arg(long, value_name = "FACTOR")]
+        /// How much faster than the clock the simulated day runs (above 0, at most 86400).
+        #[arg(long, value_name = "FACTOR", value_parser = parse_speed)]
         speed: Option<f64>,
     },
     /// Print a shell completion script to stdout.
@@ -415,6 +415,20 @@ pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Wri
     clap_complete::generate(shell, &mut command, "pilothouse", out);
 }
 
+/// The fastest the simulated clock runs: a day a second.
+pub const MAX_SPEED: f64 = 86_400.0;
+
+/// `--speed`: a finite number above 0 and at most [`MAX_SPEED`]; anything else is a usage
+/// error that names the range.
+fn parse_speed(text: &str) -> Result<f64, String> {
+    let range = "give a number above 0 and at most 86400 (a day a second)";
+    match text.trim().parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED => Ok(speed),
+        Ok(_) => Err(format!("out of range: {range}")),
+        Err(_) => Err(format!("not a number: {range}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +495,25 @@ mod tests {
             panic!("status");
         };
         assert_eq!(docker_host.as_deref(), Some("tcp://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn a_demo_speed_outside_its_range_is_a_usage_error_naming_the_flag_and_the_range() {
+        for bad in ["0", "-1", "86401", "NaN", "inf", "fast"] {
+            let flag = format!("--speed={bad}");
+            let err = Cli::try_parse_from(["pilothouse", "demo", flag.as_str()]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            let text = err.to_string();
+            assert!(text.contains("--speed <FACTOR>"), "{bad}: {text}");
+            assert!(text.contains("above 0 and at most 86400"), "{bad}: {text}");
+        }
+        for good in ["0.5", "60", "86400"] {
+            let cli = Cli::try_parse_from(["pilothouse", "sandbox", "--speed", good]).unwrap();
+            let Some(Command::Sandbox { speed, .. }) = cli.command else {
+                panic!("{good}: not the sandbox command");
+            };
+            assert_eq!(speed, Some(good.parse().unwrap()));
+        }
     }
 
     #[test]
