@@ -560,7 +560,7 @@ pub async fn set_image(
     };
     patch_controller(client, kind, op, &json_patch(Value::Array(operations))?).await?;
     let names: Vec<&str> = targets.iter().map(|(_, c, _)| c.as_str()).collect();
-    info!(workload = %workload, image, containers = ?names, "image set");
+    info!(workload = %workload, image, containers = %names.join(", "), "image set");
     Ok(format!(
         "set image of {} {namespace}/{name} to {image} ({})",
         kind.word(),

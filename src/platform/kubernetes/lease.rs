@@ -230,7 +230,9 @@ impl Elector {
                 spec.lease_transitions = Some(transitions);
                 let result = self.update(lease, now).await;
                 if matches!(result, Ok(Leadership::Leader)) {
-                    info!(lease = %self.name, identity = %self.identity, previous = ?previous, "took over the lease");
+                    // `previous` is left out when the Lease was free (no holder, or one that let go).
+                    let previous = previous.as_deref().filter(|p| !p.is_empty());
+                    info!(lease = %self.name, identity = %self.identity, previous, "took over the lease");
                 }
                 result
             }

@@ -170,7 +170,7 @@ impl Worker {
                 };
             }
         };
-        info!(target = %self.name, %url, %version, namespace = ?self.target.namespace, "kubernetes API server answered");
+        info!(target = %self.name, %url, %version, namespace = self.target.namespace.as_deref().unwrap_or("all namespaces"), "kubernetes API server answered");
         let connected = ConnState::Connected {
             version,
             api_version: "v1".to_string(),
@@ -265,7 +265,8 @@ impl Session {
     }
 
     /// Watchers, requests and metrics until every core watcher fails or the app quits. The
-    /// target counts as connected once something was listed.
+    /// target counts as connected once something was listed; Events and pod usage are read
+    /// once the pods are known.
     async fn serve(
         &mut self,
         worker: &mut Worker,
@@ -274,9 +275,9 @@ impl Session {
     ) -> Outcome {
         let namespace = worker.target.namespace.clone();
         self.tasks.0 = watch::spawn(&self.client, namespace.as_deref(), &self.watched_tx);
-        self.tasks.0.push(self.spawn_pod_usage(&worker.target));
 
         let mut told_connected = false;
+        let mut pods_known = false;
         loop {
             tokio::select! {
                 request = requests.recv() => match request {
@@ -297,6 +298,16 @@ impl Session {
                     }
                     if !self.send_changes().await {
                         return Outcome::Quit;
+                    }
+                    if !pods_known && self.cluster.pods_settled() {
+                        // What the first screen does not need waits for the pods: on a large
+                        // cluster the Event list is the longest of all, and pod usage has
+                        // nothing to attach to before the pods are known.
+                        pods_known = true;
+                        let events =
+                            watch::spawn_events(&self.client, namespace.as_deref(), &self.watched_tx);
+                        self.tasks.0.push(events);
+                        self.tasks.0.push(self.spawn_pod_usage(&worker.target));
                     }
                     if let Some(error) = self.cluster.lost() {
                         let url = &worker.target.config.cluster_url;
