@@ -374,12 +374,13 @@ fn a_forbidden_scale_exits_1_naming_the_verb_and_the_resource() {
 }
 
 #[test]
-fn an_api_server_that_does_not_answer_exits_3() {
+fn an_api_server_that_does_not_answer_exits_3_naming_its_address_and_why() {
     let h = harness();
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
+    let address = format!("http://127.0.0.1:{closed}/");
     let config = std::fs::read_to_string(&h.kubeconfig)
         .unwrap()
         .replace(&h.sandbox.url(), &format!("http://127.0.0.1:{closed}"));
@@ -389,24 +390,33 @@ fn an_api_server_that_does_not_answer_exits_3() {
         &["scale", "web", "2"][..],
         &["history", "web"],
         &["rollback", "web"],
+        &["rollout", "status", "web"],
+        &["rollout", "pause", "web"],
+        &["rollout", "web", "--image", "sandbox/web:1.5", "--wait"],
+        &["status"],
     ] {
         let out = h.run_with(&path, args);
-        assert_eq!(
-            out.status.code(),
-            Some(3),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        let stderr = text(&out.stderr);
+        let said = format!("{stderr}{}", text(&out.stdout));
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {said}");
         assert!(
-            text(&out.stderr).contains("cannot reach"),
-            "{}",
-            text(&out.stderr)
+            said.contains(&format!(
+                "cannot reach the Kubernetes API server at {address} (context sandbox) to "
+            )),
+            "{args:?}: {said}"
         );
+        assert!(said.contains("Connection refused"), "{args:?}: {said}");
+        assert!(!said.contains("ServiceError"), "{args:?}: {said}");
     }
     let out = h.run_with(&path, &["status", "--output", "json"]);
     assert_eq!(out.status.code(), Some(3));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["targets"][0]["connected"], false);
+    let error = report["targets"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&address) && error.contains("Connection refused"),
+        "{report}"
+    );
 }
 
 #[test]

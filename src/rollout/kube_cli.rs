@@ -31,6 +31,7 @@ use crate::platform::kubernetes::actions::{
     self, ActionError, Candidate, Op, Previous, REVISION_ANNOTATION, Revision, RolloutStatus,
 };
 use crate::platform::kubernetes::rollout::{self as kube_rollout, Outcome, Progress};
+use crate::platform::kubernetes::watch::client_cause;
 use crate::platform::kubernetes::{self, Selection, config as kube_config};
 use crate::text::{display_width, pad, sanitize_plain};
 
@@ -289,12 +290,32 @@ fn parse_kind_and_name(text: &str) -> Result<(WorkloadKind, &str), Failure> {
     Ok((kind, name))
 }
 
-/// An action's error as the command's failure: an API server that does not answer exits 3,
-/// anything else 1.
-fn action_failure(error: ActionError) -> Failure {
-    match error {
-        e @ ActionError::Unreachable { .. } => Failure::unreachable(e.to_string()),
-        e => Failure::failed(e.to_string()),
+impl Context {
+    /// An action's error as the command's failure: an API server that does not answer exits 3,
+    /// naming its address and why (connection refused, timed out, a TLS error); anything else
+    /// exits 1.
+    fn failure(&self, error: ActionError) -> Failure {
+        match error {
+            ActionError::Unreachable {
+                verb,
+                resource,
+                name,
+                source,
+            } => {
+                let what = if name.is_empty() {
+                    format!("{verb} {resource}")
+                } else {
+                    format!("{verb} {resource} {name:?}")
+                };
+                Failure::unreachable(format!(
+                    "cannot reach the Kubernetes API server at {} (context {}) to {what}: {}",
+                    self.address,
+                    self.name,
+                    client_cause(&source)
+                ))
+            }
+            e => Failure::failed(e.to_string()),
+        }
     }
 }
 
@@ -370,7 +391,7 @@ impl At<'_> {
         }
         actions::revisions(&self.context.client, self.workload)
             .await
-            .map_err(action_failure)
+            .map_err(|e| self.context.failure(e))
     }
 
     /// `rollout WORKLOAD --image IMAGE`: in this process with `--wait`, else in a process of
@@ -471,7 +492,7 @@ impl At<'_> {
         loop {
             let status = actions::status(&self.context.client, self.workload)
                 .await
-                .map_err(action_failure)?;
+                .map_err(|e| self.context.failure(e))?;
             if shown.as_ref() != Some(&status) {
                 self.print_own_status(&status, output);
                 shown = Some(status.clone());
@@ -537,7 +558,7 @@ impl At<'_> {
             }
             Err(e) => {
                 audit.record(&request, "failed", &e.to_string());
-                Err(action_failure(e))
+                Err(self.context.failure(e))
             }
         }
     }
@@ -595,7 +616,7 @@ impl At<'_> {
                     "failed"
                 };
                 audit.record(&request, outcome, &e.to_string());
-                return Err(action_failure(e));
+                return Err(self.context.failure(e));
             }
         };
         let warning = undone.warning();
@@ -661,9 +682,10 @@ impl At<'_> {
                 Ok(RolloutStatus::Failed { message }) => return Err(Failure::failed(message)),
                 Ok(_) => {}
                 Err(e @ ActionError::Unreachable { .. }) => {
-                    eprintln!("pilothouse: warning: {e}; trying again");
+                    let failure = self.context.failure(e);
+                    eprintln!("pilothouse: warning: {}; trying again", failure.message);
                 }
-                Err(e) => return Err(action_failure(e)),
+                Err(e) => return Err(self.context.failure(e)),
             }
             if let Some(limit) = timeout
                 && started.elapsed() >= limit
@@ -713,7 +735,7 @@ impl At<'_> {
             }
             Err(e) => {
                 audit.record(&request, "failed", &e.to_string());
-                return Err(action_failure(e));
+                return Err(self.context.failure(e));
             }
         };
         let scaled = crate::ops::scale::Scaled {
@@ -732,7 +754,8 @@ impl At<'_> {
 
     /// The replica count the workload's scale subresource holds now.
     async fn replicas_now(&self) -> Result<u64, Failure> {
-        let (namespace, name) = actions::split_name(self.workload).map_err(action_failure)?;
+        let (namespace, name) =
+            actions::split_name(self.workload).map_err(|e| self.context.failure(e))?;
         let client = self.context.client.clone();
         let (resource, scale) = match self.workload.kind {
             WorkloadKind::StatefulSet => (
@@ -754,7 +777,7 @@ impl At<'_> {
             namespace,
             name,
         };
-        let scale = scale.map_err(|e| action_failure(op.fail(e)))?;
+        let scale = scale.map_err(|e| self.context.failure(op.fail(e)))?;
         let count = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
         Ok(u64::try_from(count).unwrap_or(0))
     }
@@ -1144,11 +1167,11 @@ async fn kube_status(
     let deployments = deployments
         .list(&params)
         .await
-        .map_err(|e| action_failure(op("deployments").fail(e)))?;
+        .map_err(|e| context.failure(op("deployments").fail(e)))?;
     let sets = sets
         .list(&params)
         .await
-        .map_err(|e| action_failure(op("statefulsets").fail(e)))?;
+        .map_err(|e| context.failure(op("statefulsets").fail(e)))?;
     let mut workloads: Vec<WorkloadStatus> = Vec::new();
     for deployment in &deployments.items {
         let name = qualified(&deployment.metadata);
