@@ -7,6 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use unicode_segmentation::UnicodeSegmentation;
 
 use crate::keymap::{KeyAction, Keymap, Mode};
 use crate::text;
@@ -100,22 +101,26 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
         app.mode(),
         &app.theme,
     );
+    let width = usize::from(area.width);
     let line = match prompt {
         Prompt::Filter(input) => regex_line(
             "/",
             input,
             "regex over the rows; Enter keeps, Esc clears",
             theme,
+            width,
         ),
-        Prompt::Search(input) => regex_line("/", input, "search; n next, N previous", theme),
-        Prompt::LogFilter(input) => regex_line("|", input, "show only matching lines", theme),
+        Prompt::Search(input) => regex_line("/", input, "search; n next, N previous", theme, width),
+        Prompt::LogFilter(input) => {
+            regex_line("|", input, "show only matching lines", theme, width)
+        }
         Prompt::Command(line) => {
             let hint = if hints.is_empty() {
                 "Tab completes".to_string()
             } else {
                 hints.join("  ")
             };
-            input_line(":", &line.input, &hint, theme)
+            input_line(":", &line.input, &hint, theme, width)
         }
         Prompt::Scale {
             input,
@@ -129,6 +134,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
             input,
             "Enter applies, Esc cancels",
             theme,
+            width,
         ),
         Prompt::Image { input, workload } => input_line(
             &format!(
@@ -138,6 +144,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
             input,
             "Enter rolls out, Esc cancels",
             theme,
+            width,
         ),
         Prompt::Confirm { .. } | Prompt::ConfirmRollout { .. } => {
             Line::styled(" y confirms, n cancels", theme.warning)
@@ -173,12 +180,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, hints: &[String]) {
 
 /// An input line for a regex: while what is typed does not compile, it says so in the error
 /// style, and the last good regex stays applied.
-fn regex_line(lead: &str, input: &str, hint: &str, theme: &Theme) -> Line<'static> {
+fn regex_line(lead: &str, input: &str, hint: &str, theme: &Theme, width: usize) -> Line<'static> {
     match regex::Regex::new(input) {
-        Ok(_) => input_line(lead, input, hint, theme),
+        Ok(_) => input_line(lead, input, hint, theme, width),
         Err(e) => {
             let why = format!("not a valid regex yet: {}", super::app::regex_error(&e));
-            let mut line = input_line(lead, input, &why, theme);
+            let mut line = input_line(lead, input, &why, theme, width);
             if let Some(last) = line.spans.last_mut() {
                 last.style = theme.error;
             }
@@ -187,13 +194,47 @@ fn regex_line(lead: &str, input: &str, hint: &str, theme: &Theme) -> Line<'stati
     }
 }
 
-fn input_line(lead: &str, input: &str, hint: &str, theme: &Theme) -> Line<'static> {
+/// The most of a `width`-column line a prompt's lead may take, so what is typed keeps room.
+const MAX_LEAD_SHARE: usize = 2;
+
+/// A prompt: its lead, what is typed and the cursor at its end, then the hint. Input wider than
+/// the line scrolls sideways: its end (where the cursor is) stays in sight, and `…` shows that
+/// its start is cut off. The hint shows only in the room left.
+fn input_line(lead: &str, input: &str, hint: &str, theme: &Theme, width: usize) -> Line<'static> {
+    let lead = text::fit(&format!(" {lead}"), (width / MAX_LEAD_SHARE).max(1));
+    let room = width.saturating_sub(text::display_width(&lead) + 1);
+    let typed = tail(&text::sanitize_plain(input), room);
+    let used = text::display_width(&lead) + text::display_width(&typed) + 1;
+    let hint = text::fit(&format!("   {hint}"), width.saturating_sub(used));
     Line::from(vec![
-        Span::styled(format!(" {lead}"), theme.command_line),
-        Span::styled(text::sanitize_plain(input), theme.command_line),
+        Span::styled(lead, theme.command_line),
+        Span::styled(typed, theme.command_line),
         Span::styled("█", theme.command_line),
-        Span::styled(format!("   {hint}"), theme.text_dim),
+        Span::styled(hint, theme.text_dim),
     ])
+}
+
+/// The end of `s` in at most `width` columns, behind `…` when its start is cut off.
+fn tail(s: &str, width: usize) -> String {
+    if text::display_width(s) <= width {
+        return s.to_string();
+    }
+    let budget = width.saturating_sub(1);
+    let mut used = 0;
+    let mut start = s.len();
+    for (at, grapheme) in s.grapheme_indices(true).rev() {
+        let w = text::display_width(grapheme);
+        if used + w > budget {
+            break;
+        }
+        used += w;
+        start = at;
+    }
+    if width == 0 {
+        String::new()
+    } else {
+        format!("…{}", &s[start..])
+    }
 }
 
 fn hint_line(keymap: &Keymap, mode: Mode, theme: &Theme) -> Line<'static> {

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::actuator::{ActionError, ActionKind, ActionRequest};
 use crate::model::{PlatformKind, WorkloadId};
@@ -67,7 +67,12 @@ impl App {
                 Prompt::None
             }
             KeyCode::Esc => Prompt::None,
-            KeyCode::Char(_) if input.len() >= MAX_INPUT => Prompt::Image { input, workload },
+            // Past the limit only typing stops: Ctrl-U and Ctrl-W still clear what is there.
+            KeyCode::Char(_)
+                if input.len() >= MAX_INPUT && !key.modifiers.contains(KeyModifiers::CONTROL) =>
+            {
+                Prompt::Image { input, workload }
+            }
             _ => {
                 super::app::edit_input(&mut input, key);
                 Prompt::Image { input, workload }
@@ -219,6 +224,114 @@ pub(crate) fn spawn_detached(program: &Path, args: &[&str]) -> Result<u32, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use crate::actuator::{Actuator, AuditLog};
+    use crate::config::Config;
+    use crate::keymap::Keymap;
+    use crate::theme::Theme;
+
+    fn app(dir: &Path, read_only: bool) -> App {
+        let store = crate::store::tests_support::one_group();
+        let (outcomes, _) = tokio::sync::mpsc::unbounded_channel();
+        let audit = AuditLog::new(dir.join("audit.jsonl"));
+        let actuator = Actuator::new(read_only, audit, HashMap::new(), outcomes);
+        App::new(
+            Config::default(),
+            Theme::dark(),
+            Keymap::default_bindings(),
+            store,
+            actuator,
+            HashMap::new(),
+        )
+    }
+
+    fn press(app: &mut App, code: KeyCode, modifiers: KeyModifiers) {
+        app.on_key(KeyEvent::new(code, modifiers));
+    }
+
+    fn type_text(app: &mut App, text: &str) {
+        for c in text.chars() {
+            press(app, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+    }
+
+    /// The bottom row of the whole screen drawn at `width` columns.
+    fn prompt_row(app: &mut App, width: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, 24)).unwrap();
+        terminal.draw(|f| super::super::draw(f, app)).unwrap();
+        let buffer = terminal.backend().buffer();
+        (0..width)
+            .map(|x| buffer[(x, 23)].symbol().to_string())
+            .collect()
+    }
+
+    fn image_input(app: &App) -> &str {
+        match &app.prompt {
+            Prompt::Image { input, .. } => input,
+            other => panic!("the image prompt is not open: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_long_image_scrolls_so_its_end_and_the_cursor_stay_in_sight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = app(dir.path(), false);
+        press(&mut app, KeyCode::Char('i'), KeyModifiers::NONE);
+        press(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+        let long = format!("registry.example:5000/{}/web:1.5-END", "team".repeat(30));
+        type_text(&mut app, &long);
+
+        let row = prompt_row(&mut app, 80);
+        assert!(row.starts_with(" roll g out to image: …"), "{row:?}");
+        assert!(row.contains("web:1.5-END█"), "{row:?}");
+        assert_eq!(text::display_width(row.trim_end()), 80, "{row:?}");
+
+        // Short again: no `…`, and the hint comes back.
+        press(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+        type_text(&mut app, "web:2");
+        let row = prompt_row(&mut app, 80);
+        assert!(
+            row.starts_with(" roll g out to image: web:2█   Enter"),
+            "{row:?}"
+        );
+    }
+
+    #[test]
+    fn ctrl_u_clears_the_image_to_its_start_even_past_the_longest_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = app(dir.path(), false);
+        press(&mut app, KeyCode::Char('i'), KeyModifiers::NONE);
+        type_text(&mut app, "web:1.5");
+        press(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+        assert_eq!(image_input(&app), "");
+
+        type_text(&mut app, &"a".repeat(MAX_INPUT + 5));
+        assert_eq!(image_input(&app).len(), MAX_INPUT);
+        press(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+        assert_eq!(image_input(&app), "");
+    }
+
+    #[test]
+    fn the_filter_and_command_lines_scroll_and_clear_as_the_image_prompt_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = app(dir.path(), false);
+        let long = format!("{}-END", "x".repeat(150));
+        for lead in ['/', ':'] {
+            press(&mut app, KeyCode::Char(lead), KeyModifiers::NONE);
+            type_text(&mut app, &long);
+            let row = prompt_row(&mut app, 60);
+            assert!(row.starts_with(&format!(" {lead}…")), "{row:?}");
+            assert!(row.contains("x-END█"), "{row:?}");
+            press(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+            let row = prompt_row(&mut app, 60);
+            assert!(row.starts_with(&format!(" {lead}█")), "{row:?}");
+            press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+        }
+    }
 
     #[test]
     fn an_image_reference_has_no_spaces_or_control_characters() {
