@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::actuator::{ActionError, ActionKind, ActionRequest};
+use crate::actuator::{ActionError, ActionKind, ActionRequest, Refusal};
 use crate::model::{PlatformKind, WorkloadId};
 use crate::text;
 
@@ -34,6 +34,16 @@ impl App {
             self.info("select a workload to roll out".to_string());
             return;
         };
+        // Refused before an image is asked for, in the words the actuator refuses others in;
+        // nothing was requested yet, so there is nothing to audit.
+        if self.actuator.read_only() {
+            let what = format!(
+                "roll {} out to a new image",
+                text::sanitize_plain(&workload.id.name)
+            );
+            self.error(Refusal::ReadOnly(what).to_string());
+            return;
+        }
         if !workload.id.kind.scalable() {
             self.error(format!(
                 "{} is a single {}; only workloads with replicas can be rolled out",
@@ -331,6 +341,24 @@ mod tests {
             assert!(row.starts_with(&format!(" {lead}█")), "{row:?}");
             press(&mut app, KeyCode::Esc, KeyModifiers::NONE);
         }
+    }
+
+    #[test]
+    fn read_only_mode_refuses_i_before_asking_for_an_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = app(dir.path(), true);
+        press(&mut app, KeyCode::Char('i'), KeyModifiers::NONE);
+        assert_eq!(app.prompt, Prompt::None);
+        let said = app
+            .status
+            .as_ref()
+            .map(|s| s.text.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            said,
+            "read-only mode: roll g out to a new image refused (start without --read-only to act)"
+        );
+        assert!(!dir.path().join("audit.jsonl").exists());
     }
 
     #[test]
