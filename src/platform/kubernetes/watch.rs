@@ -110,8 +110,8 @@ pub fn scaled_object_resource() -> ApiResource {
     }
 }
 
-/// Starts a watcher per kind, in `namespace` or in every namespace; each sends into `tx`
-/// until `tx` is closed or its task is aborted.
+/// Starts a watcher per kind but Events ([`spawn_events`]), in `namespace` or in every
+/// namespace; each sends into `tx` until `tx` is closed or its task is aborted.
 pub fn spawn(
     client: &Client,
     namespace: Option<&str>,
@@ -159,13 +159,23 @@ pub fn spawn(
             tx.clone(),
             Watched::ScaledObject,
         )),
-        tokio::spawn(forward(
-            Kind::Events,
-            api(client, namespace),
-            tx.clone(),
-            Watched::Event,
-        )),
     ]
+}
+
+/// Starts the Events watcher. The worker starts it once the first pod snapshot is out: on a
+/// large cluster the Event list is the longest of all (several per pod) and only its newest
+/// [`EVENTS_ON_LIST`] are shown, so it must not hold up the first screen.
+pub fn spawn_events(
+    client: &Client,
+    namespace: Option<&str>,
+    tx: &mpsc::Sender<Watched>,
+) -> JoinHandle<()> {
+    tokio::spawn(forward(
+        Kind::Events,
+        api(client, namespace),
+        tx.clone(),
+        Watched::Event,
+    ))
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -424,6 +434,16 @@ impl Cluster {
     /// The time of the newest Event sent.
     pub fn events_seen(&self) -> Option<DateTime<Utc>> {
         self.newest_event
+    }
+
+    /// Whether the pods are known or cannot be: the first snapshot went out, or listing pods
+    /// fails.
+    pub fn pods_settled(&self) -> bool {
+        self.snapshot_sent
+            || self
+                .access
+                .get(&Kind::Pods)
+                .is_some_and(|a| a.failing.is_some())
     }
 
     /// Whether a core kind has been listed or watched since the session began.
