@@ -365,7 +365,10 @@ impl App {
                 self.help_scroll = 0;
             }
             KeyAction::Command => {
-                self.context_names = self.contexts.as_ref().map_or_else(Vec::new, |c| c.contexts());
+                self.context_names = self
+                    .contexts
+                    .as_ref()
+                    .map_or_else(Vec::new, |c| c.contexts());
                 self.prompt = Prompt::Command(CommandLine::default());
             }
             KeyAction::Quit | KeyAction::Back => self.back(action == KeyAction::Quit),
@@ -1358,6 +1361,28 @@ fn step(current: usize, count: usize, action: KeyAction, page: usize) -> usize {
         _ => current,
     }
     .min(last)
+}
+
+/// Consoles for the ui's tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use crate::actuator::AuditLog;
+
+    /// A console over the one-group store, with no workers, auditing to `dir/audit.jsonl`.
+    pub fn app(dir: &std::path::Path, read_only: bool) -> App {
+        let (outcomes, _) = mpsc::unbounded_channel();
+        let audit = AuditLog::new(dir.join("audit.jsonl"));
+        let actuator = Actuator::new(read_only, audit, HashMap::new(), outcomes);
+        App::new(
+            Config::default(),
+            Theme::dark(),
+            Keymap::default_bindings(),
+            crate::store::tests_support::one_group(),
+            actuator,
+            HashMap::new(),
+        )
+    }
 }
 
 #[cfg(test)]

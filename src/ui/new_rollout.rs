@@ -234,30 +234,11 @@ pub(crate) fn spawn_detached(program: &Path, args: &[&str]) -> Result<u32, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
-    use crate::actuator::{Actuator, AuditLog};
-    use crate::config::Config;
-    use crate::keymap::Keymap;
-    use crate::theme::Theme;
-
-    fn app(dir: &Path, read_only: bool) -> App {
-        let store = crate::store::tests_support::one_group();
-        let (outcomes, _) = tokio::sync::mpsc::unbounded_channel();
-        let audit = AuditLog::new(dir.join("audit.jsonl"));
-        let actuator = Actuator::new(read_only, audit, HashMap::new(), outcomes);
-        App::new(
-            Config::default(),
-            Theme::dark(),
-            Keymap::default_bindings(),
-            store,
-            actuator,
-            HashMap::new(),
-        )
-    }
+    use crate::ui::app::tests_support::app;
 
     fn press(app: &mut App, code: KeyCode, modifiers: KeyModifiers) {
         app.on_key(KeyEvent::new(code, modifiers));

@@ -1155,9 +1155,6 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actuator::{Actuator, AuditLog};
-    use crate::config::Config;
-    use crate::keymap::Keymap;
     use crate::rollout::state::{Reading, ReplicaView, StepRecord};
     use chrono::TimeZone;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -1308,18 +1305,7 @@ mod tests {
     /// A console on target `local` (engine `TEST:ENGINE`, workload group `g`) with its state
     /// directory and audit log in `dir`.
     fn app(dir: &Path, read_only: bool) -> App {
-        let store = crate::store::tests_support::one_group();
-        let (otx, _) = tokio::sync::mpsc::unbounded_channel();
-        let audit = AuditLog::new(dir.join("audit.jsonl"));
-        let actuator = Actuator::new(read_only, audit, HashMap::new(), otx);
-        let mut app = App::new(
-            Config::default(),
-            Theme::dark(),
-            Keymap::default_bindings(),
-            store,
-            actuator,
-            HashMap::new(),
-        );
+        let mut app = crate::ui::app::tests_support::app(dir, read_only);
         let addresses = HashMap::from([("local".to_string(), "unix:///test.sock".to_string())]);
         app.attach_rollouts(dir.join("state"), addresses);
         app

@@ -472,16 +472,11 @@ pub fn preview_lines(records: &[DecisionRecord]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use crossterm::event::{KeyCode, KeyModifiers};
 
     use super::*;
-    use crate::actuator::{Actuator, AuditLog};
     use crate::autoscaler::RuleStatus;
-    use crate::config::Config;
-    use crate::keymap::Keymap;
-    use crate::theme::Theme;
 
     const RULE: &str = "name: g\n\
                         target: { platform: docker, host: local, workload: g }\n\
@@ -493,18 +488,7 @@ mod tests {
     /// A console over one group `g`, read-only or not, with the rules directory `dir` and the
     /// audit log in it; `commands` sees what the console tells the autoscaler.
     fn app(dir: &std::path::Path, read_only: bool) -> (App, mpsc::UnboundedReceiver<Command>) {
-        let store = crate::store::tests_support::one_group();
-        let (outcomes, _) = mpsc::unbounded_channel();
-        let audit = AuditLog::new(dir.join("audit.jsonl"));
-        let actuator = Actuator::new(read_only, audit, HashMap::new(), outcomes);
-        let mut app = App::new(
-            Config::default(),
-            Theme::dark(),
-            Keymap::default_bindings(),
-            store,
-            actuator,
-            HashMap::new(),
-        );
+        let mut app = crate::ui::app::tests_support::app(dir, read_only);
         let (commands, seen) = mpsc::unbounded_channel();
         let (previews, _) = mpsc::unbounded_channel();
         app.attach_autoscaler(dir.to_path_buf(), Some(Link { commands, previews }));
