@@ -69,21 +69,35 @@ pub async fn poll(
             }
         };
         failing = false;
-        for item in &list.items {
-            let Some((id, sample)) = sample_of(item, &pods) else {
-                continue;
-            };
-            let update = Update::Stats {
-                target: target.clone(),
-                id,
-                sample,
-            };
-            if updates.send(update).await.is_err() {
-                return;
-            }
+        let samples: Vec<_> = list
+            .items
+            .iter()
+            .filter_map(|item| sample_of(item, &pods))
+            .collect();
+        if !send_stats(&updates, &target, samples).await {
+            return;
         }
         debug!(%target, pods = list.items.len(), "pod metrics read");
     }
+}
+
+/// Sends each pod's stats, by replica id, as the target's; false when the store is gone.
+pub async fn send_stats(
+    updates: &mpsc::Sender<Update>,
+    target: &str,
+    samples: impl IntoIterator<Item = (String, StatsSample)>,
+) -> bool {
+    for (id, sample) in samples {
+        let update = Update::Stats {
+            target: target.to_string(),
+            id,
+            sample,
+        };
+        if updates.send(update).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// One PodMetrics as the stats of its pod's replica (by uid); `None` for a pod not known.

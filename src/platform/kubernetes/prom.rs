@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::convert;
-use super::metrics::POLL;
+use super::metrics::{self, POLL};
 use crate::config::KubernetesConfig;
 use crate::metrics::prometheus::Vector;
 use crate::metrics::{MetricError, PrometheusSource};
@@ -92,15 +92,8 @@ pub async fn poll(
         };
         let samples = samples(&cpu, &memory, &pods);
         debug!(%target, series = cpu.len(), pods = samples.len(), "pod usage read from Prometheus");
-        for (id, sample) in samples {
-            let update = Update::Stats {
-                target: target.clone(),
-                id,
-                sample,
-            };
-            if updates.send(update).await.is_err() {
-                return;
-            }
+        if !metrics::send_stats(&updates, &target, samples).await {
+            return;
         }
     }
 }
