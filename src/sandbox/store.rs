@@ -981,7 +981,10 @@ mod tests {
         let mut live = start.live;
         store.create(&PODS, "shop", pod("c"), "test").unwrap();
         let next = live.try_recv().unwrap();
-        assert_eq!((next.kind, name_of(&next.object.value)), (ChangeKind::Added, "c"));
+        assert_eq!(
+            (next.kind, name_of(&next.object.value)),
+            (ChangeKind::Added, "c")
+        );
     }
 
     #[test]
