@@ -813,3 +813,23 @@ async fn a_rollout_refused_by_the_api_server_fails_and_its_state_file_says_why()
     assert_eq!(&written.message, reason);
     assert_eq!(image_of(&deployment(&client).await), "shop/web:1");
 }
+
+#[tokio::test]
+async fn an_action_on_a_cluster_that_does_not_answer_says_why_in_words() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.local_addr().expect("its address")
+    };
+    let config = kube::Config::new(format!("http://{closed}").parse().expect("a URL"));
+    let client = kube::Client::try_from(config).expect("a client");
+    let err = actions::scale(&client, &workload("shop/web"), 3)
+        .await
+        .expect_err("nothing listens there");
+    assert!(matches!(err, ActionError::Unreachable { .. }), "{err:?}");
+    let said = err.to_string();
+    assert!(
+        said.starts_with("cannot reach the Kubernetes API server to ") && said.contains("refused"),
+        "{said}"
+    );
+    assert!(!said.contains("ServiceError"), "{said}");
+}

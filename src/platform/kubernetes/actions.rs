@@ -88,7 +88,10 @@ pub enum ActionError {
         message: String,
     },
     /// The API server could not be reached, or the connection broke.
-    #[error("cannot reach the Kubernetes API server to {verb} {resource} {name:?}: {source}")]
+    #[error(
+        "cannot reach the Kubernetes API server to {verb} {resource} {name:?}: {}",
+        super::watch::client_cause(.source)
+    )]
     Unreachable {
         verb: &'static str,
         resource: &'static str,
