@@ -26,10 +26,12 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Padding, Paragraph, Wrap};
 
-use crate::actuator::{ActionError, ActionKind, ActionRequest};
+use crate::actuator::{ActionError, ActionKind, ActionRequest, Refusal};
 use crate::keymap::KeyAction;
 use crate::model::{ConnState, PlatformKind, RevisionMark, WorkloadId, WorkloadKind};
-use crate::platform::kubernetes::actions::{Candidate, Previous, previous};
+use crate::platform::kubernetes::actions::{
+    Candidate, Previous, previous, statefulset_rollback_refusal,
+};
 use crate::rollout::state::{self, Control, Files, Kind, Phase, RolloutState};
 use crate::store::Store;
 use crate::text;
@@ -960,12 +962,16 @@ impl App {
         }
     }
 
-    /// `X` and `u`: ask first.
+    /// `X` and `u`: ask first, unless the answer cannot change a refusal.
     fn ask_rollout(&mut self, act: RolloutAct) {
         let Some(entry) = self.selected_entry().cloned() else {
             self.info("no rollout selected".to_string());
             return;
         };
+        if let Some(why) = self.refused_whatever_the_answer(&entry, act) {
+            self.error(why);
+            return;
+        }
         let name = text::sanitize_plain(&entry.workload);
         let mut act = act;
         let question = match act {
@@ -1017,6 +1023,29 @@ impl App {
             workload: self.entry_workload(&entry),
             act,
         };
+    }
+
+    /// Why `act` on `entry` would be refused after a yes, so it is not asked: read-only mode
+    /// (in the actuator's words; nothing was requested, so nothing is audited), or a rollback
+    /// of a Kubernetes StatefulSet (in its worker's words).
+    fn refused_whatever_the_answer(&mut self, entry: &Entry, act: RolloutAct) -> Option<String> {
+        let name = text::sanitize_plain(&entry.workload);
+        if self.actuator.read_only() {
+            let what = match act {
+                RolloutAct::Abort => format!("abort the rollout of {name}"),
+                RolloutAct::Rollback { .. } => format!("roll {name} back"),
+            };
+            return Some(Refusal::ReadOnly(what).to_string());
+        }
+        let workload = self.entry_workload(entry);
+        let on_kubernetes = self
+            .store
+            .target(&workload.target)
+            .is_some_and(|t| t.platform == PlatformKind::Kubernetes);
+        let stateful_set_rollback = matches!(act, RolloutAct::Rollback { .. })
+            && workload.kind == WorkloadKind::StatefulSet
+            && on_kubernetes;
+        stateful_set_rollback.then(|| statefulset_rollback_refusal(&name))
     }
 
     /// The operator said yes to `act` on `workload`.
@@ -1418,7 +1447,7 @@ mod tests {
     }
 
     #[test]
-    fn read_only_mode_refuses_pause_and_rollback_and_audits_the_refusal() {
+    fn read_only_mode_refuses_pause_and_audits_it_and_refuses_abort_and_rollback_before_asking() {
         let dir = tempfile::tempdir().unwrap();
         let mut app = app(dir.path(), true);
         let files = files(dir.path(), "g");
@@ -1432,15 +1461,22 @@ mod tests {
             "{}",
             status(&app)
         );
+        press(&mut app, 'X');
+        assert!(matches!(app.prompt, Prompt::None), "{:?}", app.prompt);
+        assert_eq!(
+            status(&app),
+            "read-only mode: abort the rollout of g refused (start without --read-only to act)"
+        );
         drop(held);
         app.rollouts.program = Some(PathBuf::from("/nonexistent/never-run"));
         press(&mut app, 'u');
-        press(&mut app, 'y');
-        assert!(
-            status(&app).starts_with("read-only mode"),
-            "{}",
-            status(&app)
+        assert!(matches!(app.prompt, Prompt::None), "{:?}", app.prompt);
+        assert_eq!(
+            status(&app),
+            "read-only mode: roll g back refused (start without --read-only to act)"
         );
+        // `X` and `u` are refused before anything is asked or requested: only `p` reached the
+        // actuator.
         let outcomes: Vec<String> = audit(dir.path())
             .iter()
             .map(|l| {
@@ -1451,7 +1487,7 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(outcomes, ["pause refused", "rollback refused"]);
+        assert_eq!(outcomes, ["pause refused"]);
     }
 
     #[test]
@@ -1583,6 +1619,56 @@ mod tests {
              from: revision 2 (sandbox/web:1.5-unhealthy): exceeded its progress deadline \
              (`pilothouse rollback --to-revision N` goes to one anyway)"
         );
+    }
+
+    #[test]
+    fn a_kubernetes_statefulset_rollback_is_refused_before_asking_in_the_workers_words() {
+        use crate::model::Controller;
+        use crate::platform::Update;
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = kube_app(dir.path(), Vec::new());
+        app.store.apply(&Update::Controllers {
+            target: "sandbox".to_string(),
+            controllers: vec![Controller {
+                kind: WorkloadKind::StatefulSet,
+                name: "batch/queue".to_string(),
+                desired: 2,
+                image: "sandbox/queue:2".to_string(),
+                revision: None,
+                paused: false,
+                rollout: None,
+                scaled_by: None,
+                revisions: Vec::new(),
+            }],
+        });
+        let id = WorkloadId {
+            target: "sandbox".to_string(),
+            kind: WorkloadKind::StatefulSet,
+            name: "batch/queue".to_string(),
+        };
+        let (entries, unread) = read_entries(
+            &Scope::Workload(id.clone()),
+            &app.store,
+            &dir.path().join("state"),
+        );
+        app.rollouts.view = Some(RolloutsView {
+            scope: Scope::Workload(id),
+            entries,
+            selected: 0,
+            unread,
+        });
+        app.view = View::Rollouts;
+
+        press(&mut app, 'u');
+
+        assert!(matches!(app.prompt, Prompt::None), "{:?}", app.prompt);
+        assert_eq!(status(&app), statefulset_rollback_refusal("batch/queue"));
+        assert!(
+            status(&app).contains("ControllerRevisions"),
+            "{}",
+            status(&app)
+        );
+        assert!(audit(dir.path()).is_empty());
     }
 
     #[test]

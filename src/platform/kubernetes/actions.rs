@@ -754,13 +754,29 @@ pub(crate) async fn history(
     })
 }
 
+/// What a rollback is called when one is refused.
+const ROLLING_BACK: &str = "rolling back";
+
+/// Why a rollback of the StatefulSet `name` is refused, in the words the worker refuses it
+/// in, so the console can say it before asking.
+pub fn statefulset_rollback_refusal(name: &str) -> String {
+    statefulset_refusal(ROLLING_BACK, name)
+}
+
+fn statefulset_refusal(what: &str, name: &str) -> String {
+    format!(
+        "{what} of the StatefulSet {name} is not supported: its revisions are \
+         ControllerRevisions, which Pilothouse does not read (use kubectl rollout undo \
+         statefulset)"
+    )
+}
+
 fn deployment_only(workload: &WorkloadId, what: &str) -> Result<(), ActionError> {
     match workload.kind {
         WorkloadKind::Deployment => Ok(()),
-        WorkloadKind::StatefulSet => Err(ActionError::Refused(format!(
-            "{what} of the StatefulSet {} is not supported: its revisions are ControllerRevisions, \
-             which Pilothouse does not read (use kubectl rollout undo statefulset)",
-            workload.name
+        WorkloadKind::StatefulSet => Err(ActionError::Refused(statefulset_refusal(
+            what,
+            &workload.name,
         ))),
         other => Err(ActionError::Refused(format!(
             "{} is a {}, not a Deployment: it has no revisions",
@@ -1051,7 +1067,7 @@ pub async fn undo(
     workload: &WorkloadId,
     to_revision: Option<u64>,
 ) -> Result<Undone, ActionError> {
-    deployment_only(workload, "rolling back")?;
+    deployment_only(workload, ROLLING_BACK)?;
     let (namespace, name) = split_name(workload)?;
     let history = history(client, namespace, name).await?;
     let (revision, image, template, annotations, rolled_back) =
@@ -1704,6 +1720,25 @@ mod tests {
         assert_eq!(
             missing.to_string(),
             "deployment \"web\" not found in namespace \"shop\""
+        );
+    }
+
+    #[test]
+    fn a_statefulset_rollback_is_refused_in_the_words_the_console_says_before_asking() {
+        let set = WorkloadId {
+            target: "sandbox".to_string(),
+            kind: WorkloadKind::StatefulSet,
+            name: "batch/queue".to_string(),
+        };
+        let Err(ActionError::Refused(why)) = deployment_only(&set, ROLLING_BACK) else {
+            panic!("a StatefulSet's rollback was not refused");
+        };
+        assert_eq!(why, statefulset_rollback_refusal("batch/queue"));
+        assert_eq!(
+            why,
+            "rolling back of the StatefulSet batch/queue is not supported: its revisions are \
+             ControllerRevisions, which Pilothouse does not read (use kubectl rollout undo \
+             statefulset)"
         );
     }
 }
