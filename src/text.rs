@@ -120,6 +120,19 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
+/// A message that may run over several lines as one line: its lines trimmed, blank ones
+/// dropped, joined by spaces. An excerpt of the file a parser quotes under its message (from a
+/// line ` --> <input>:5:12` on, with carets under the place) is left out: the message before it
+/// already names the line and column.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("--> "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `s` fitted to `width` columns and padded with spaces to exactly `width` columns.
 pub fn pad(s: &str, width: usize) -> String {
     let mut out = fit(s, width);
@@ -686,6 +699,18 @@ fn ansi_color(n: u16) -> Color {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_over_several_lines_is_one_without_the_quoted_excerpt() {
+        let parser = "failed to parse kubeconfig YAML: error: line 5 column 12: expected \
+                      mapping start\n --> <input>:5:12\n  |\n5 |   cluster: [unclosed\n  |   \
+                      ^ expected mapping start\n";
+        assert_eq!(
+            one_line(parser),
+            "failed to parse kubeconfig YAML: error: line 5 column 12: expected mapping start"
+        );
+        assert_eq!(one_line("first\n\n   second  \n"), "first second");
+    }
 
     fn text(bytes: &[u8]) -> String {
         sanitize(bytes).text

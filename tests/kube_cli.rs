@@ -429,6 +429,12 @@ fn a_rollout_in_the_background_is_followed_and_aborted_through_its_state_file() 
         "{}",
         text(&out.stdout)
     );
+    // The command it names reaches the same context, as run from a shell.
+    let follow = format!(
+        "follow it with `pilothouse --kubeconfig {} --context sandbox rollout status web --wait`",
+        h.kubeconfig.display()
+    );
+    assert!(text(&out.stdout).contains(&follow), "{}", text(&out.stdout));
     let out = h.run(&["rollout", "status", "web", "--wait", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let last = json_lines(&out).pop().unwrap();
@@ -453,4 +459,22 @@ fn a_rollout_in_the_background_is_followed_and_aborted_through_its_state_file() 
     let out = h.run(&["rollout", "abort", "web"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(h.audit().iter().any(|a| a["outcome"] == "refused"));
+}
+
+#[test]
+fn a_kubeconfig_that_does_not_parse_is_one_line_naming_where() {
+    let h = harness();
+    let bad = h.dir.path().join("bad-kubeconfig");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: [unclosed\n",
+    )
+    .unwrap();
+    let out = h.run_with(&bad, &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
+    assert!(said.starts_with("pilothouse: "), "{said}");
+    assert!(said.contains("bad-kubeconfig") && said.contains("line 5"), "{said}");
+    assert!(!said.contains("-->"), "the parser's excerpt is left out: {said}");
 }

@@ -1071,17 +1071,47 @@ async fn start_in_background(
     // A name that matches nothing is told here, before a log file is made for it.
     crate::ops::scale::find(&target, args.workload.trim()).await?;
     let files = Files::new(&paths.state_dir, &target.engine_id, args.workload.trim());
-    run_in_background(&files, args.workload.trim()).await
+    let mut status = format!(
+        "pilothouse rollout status {}",
+        shell_word(args.workload.trim())
+    );
+    for (flag, value) in [
+        ("--docker-host", &args.docker_host),
+        ("--target", &args.target),
+    ] {
+        if let Some(value) = value {
+            status.push_str(&format!(" {flag} {}", shell_word(value)));
+        }
+    }
+    run_in_background(&files, args.workload.trim(), &status).await
+}
+
+/// `word` as one word of a shell command line: as it is when it holds nothing a shell reads
+/// specially, else in single quotes.
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Starts this command again with `--wait` as a process of its own writing `files`' log, and
 /// returns once its state file shows it started (or it ended); `workload` as the user wrote it.
-pub(crate) async fn run_in_background(files: &Files, workload: &str) -> Result<u8, Failure> {
+/// `status` is the command that shows this workload's rollout, as the hints name it.
+pub(crate) async fn run_in_background(
+    files: &Files,
+    workload: &str,
+    status: &str,
+) -> Result<u8, Failure> {
     use std::os::unix::process::CommandExt;
     if state::is_running(files) {
         return Err(failed(format!(
-            "a rollout of {workload} is running already; see `pilothouse rollout status \
-             {workload}`"
+            "a rollout of {workload} is running already; see `{status}`"
         )));
     }
     let exe =
@@ -1129,7 +1159,7 @@ pub(crate) async fn run_in_background(files: &Files, workload: &str) -> Result<u
         {
             println!(
                 "{workload}: rollout to revision {} ({}) started in the background (pid {pid}); \
-                 follow it with `pilothouse rollout status {workload} --wait`; its log is {}",
+                 follow it with `{status} --wait`; its log is {}",
                 state.to_revision,
                 state.image,
                 files.log.display()
@@ -1140,7 +1170,7 @@ pub(crate) async fn run_in_background(files: &Files, workload: &str) -> Result<u
     }
     println!(
         "{workload}: a rollout was started in the background (pid {pid}) but has not reported \
-         within {} s; see its log {} and `pilothouse rollout status {workload}`",
+         within {} s; see its log {} and `{status}`",
         BACKGROUND_START.as_secs(),
         files.log.display(),
     );

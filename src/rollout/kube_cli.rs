@@ -18,6 +18,7 @@ use kube::api::{Api, ListParams};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use super::cli::shell_word;
 use super::state::{self, Control, Files, Phase};
 use crate::actuator::{ActionKind, ActionRequest, AuditLog, Refusal, current_user};
 use crate::cli::{Command, Output, RolloutCommand, RunArgs, TargetArgs};
@@ -33,7 +34,7 @@ use crate::platform::kubernetes::actions::{
 use crate::platform::kubernetes::rollout::{self as kube_rollout, Outcome, Progress};
 use crate::platform::kubernetes::watch::client_cause;
 use crate::platform::kubernetes::{self, Selection, config as kube_config};
-use crate::text::{display_width, pad, sanitize_plain};
+use crate::text::{display_width, one_line, pad, sanitize_plain};
 
 /// The origin of the command line's actions in the audit log.
 const ORIGIN: &str = "cli";
@@ -206,6 +207,9 @@ pub struct Context {
     /// What the context's rollouts are filed under, as its console worker reports it.
     pub engine_id: String,
     pub client: kube::Client,
+    /// The start of a command line that reaches this context and namespace again
+    /// (`pilothouse --kubeconfig F --context C -n NS`), for the hints printed.
+    pub again: String,
 }
 
 impl Context {
@@ -223,8 +227,19 @@ impl Context {
                 .clone()
                 .or_else(|| config.kubernetes.namespace.clone()),
         };
-        let mut target =
-            kube_config::resolve(&selection).map_err(|e| Failure::usage(e.to_string()))?;
+        let mut target = kube_config::resolve(&selection)
+            .map_err(|e| Failure::usage(one_line(&e.to_string())))?;
+        let mut again = String::from("pilothouse");
+        if let Some(file) = &selection.kubeconfig {
+            again.push_str(&format!(
+                " --kubeconfig {}",
+                shell_word(&file.to_string_lossy())
+            ));
+        }
+        again.push_str(&format!(" --context {}", shell_word(&target.name)));
+        if let Some(namespace) = &selection.namespace {
+            again.push_str(&format!(" -n {}", shell_word(namespace)));
+        }
         target.config.connect_timeout = Some(CONNECT_TIMEOUT);
         let address = target.config.cluster_url.to_string();
         let engine_id = kubernetes::engine_id(&address, &target.name);
@@ -241,6 +256,7 @@ impl Context {
             namespace: target.namespace.unwrap_or_else(|| "default".to_string()),
             engine_id,
             client,
+            again,
         })
     }
 }
@@ -335,6 +351,15 @@ struct At<'a> {
 }
 
 impl At<'_> {
+    /// The command that shows this workload's rollout, with what reaches its context.
+    fn status_command(&self) -> String {
+        format!(
+            "{} rollout status {}",
+            self.context.again,
+            shell_word(self.written)
+        )
+    }
+
     fn files(&self) -> Files {
         Files::new(
             &self.paths.state_dir,
@@ -412,9 +437,9 @@ impl At<'_> {
         if self.workload.kind != WorkloadKind::Deployment {
             return Err(Failure::failed(format!(
                 "{} is a StatefulSet: rollouts that roll back by themselves are for Deployments \
-                 (set its image with kubectl set image and follow it with `pilothouse rollout \
-                 status {}`)",
-                self.workload.name, self.written
+                 (set its image with kubectl set image and follow it with `{}`)",
+                self.workload.name,
+                self.status_command()
             )));
         }
         // The workload and the permission to read it are checked before anything changes.
@@ -436,7 +461,8 @@ impl At<'_> {
         );
         self.refuse_read_only(&request)?;
         if !run.wait && std::env::var_os(super::cli::BACKGROUND_VAR).is_none() {
-            return super::cli::run_in_background(&self.files(), self.written).await;
+            let status = self.status_command();
+            return super::cli::run_in_background(&self.files(), self.written, &status).await;
         }
         let job = kube_rollout::Job {
             client: self.context.client.clone(),
@@ -1256,6 +1282,16 @@ fn summary(own: &RolloutStatus, revision: Option<u32>) -> RolloutSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shell_word_is_quoted_only_when_a_shell_would_read_it_otherwise() {
+        assert_eq!(shell_word("shop/web"), "shop/web");
+        assert_eq!(shell_word("/tmp/k.yaml"), "/tmp/k.yaml");
+        assert_eq!(shell_word("prod eu"), "'prod eu'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("$(x)"), "'$(x)'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn workload_names_take_the_kinds_kubectl_takes_and_a_plain_name_is_a_deployment() {
