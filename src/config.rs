@@ -367,14 +367,19 @@ impl Config {
 
     /// The Docker hosts to connect to: those listed, or one named `local` when none is.
     pub fn docker_targets(&self) -> Vec<DockerTarget> {
-        if self.docker.is_empty() {
-            vec![DockerTarget {
-                name: LOCAL_TARGET.to_string(),
+        match self.implicit_docker_target() {
+            Some(name) => vec![DockerTarget {
+                name: name.to_string(),
                 host: None,
-            }]
-        } else {
-            self.docker.clone()
+            }],
+            None => self.docker.clone(),
         }
+    }
+
+    /// The name of the target [`Config::docker_targets`] adds on its own when no `[[docker]]`
+    /// entry is written; `None` when there are entries.
+    pub fn implicit_docker_target(&self) -> Option<&'static str> {
+        self.docker.is_empty().then_some(LOCAL_TARGET)
     }
 }
 

@@ -125,6 +125,15 @@ pub fn docker_targets(docker_host: Option<&str>, config: &Config) -> Vec<DockerT
     }
 }
 
+/// The Docker target [`docker_targets`] adds though nothing named it: `local` when neither
+/// `--docker-host` nor a `[[docker]]` entry gives a host.
+pub fn implicit_docker_target(docker_host: Option<&str>, config: &Config) -> Option<&'static str> {
+    match docker_host {
+        Some(_) => None,
+        None => config.implicit_docker_target(),
+    }
+}
+
 /// The HAProxy of `[loadbalancer]` that scaling keeps in step, if one is named; a socket that
 /// does not parse is refused here, before anything starts.
 pub fn load_balancer(config: &Config) -> Result<Option<Haproxy>, String> {
@@ -591,6 +600,21 @@ mod tests {
             "{err}"
         );
         assert!(lock(&observed).targets().is_empty(), "nothing registered");
+    }
+
+    #[test]
+    fn local_is_implicit_only_when_no_docker_host_was_given_anywhere() {
+        let mut config = Config::default();
+        assert_eq!(implicit_docker_target(None, &config), Some("local"));
+        assert_eq!(
+            implicit_docker_target(Some("unix:///nonexistent/socket"), &config),
+            None
+        );
+        config.docker = vec![DockerTarget {
+            name: "local".to_string(),
+            host: None,
+        }];
+        assert_eq!(implicit_docker_target(None, &config), None);
     }
 
     #[test]

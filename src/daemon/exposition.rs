@@ -20,7 +20,7 @@
 //!   `pilothouse_rule_scales_total`, `pilothouse_rule_scale_errors_total` (all `{rule}`),
 //!   counters: the [`RuleStatus`] counters of the same names.
 //! - `pilothouse_rule_load_errors`, gauge, no labels: errors in the rule files at the last load.
-//! - `pilothouse_check_up{check}`, gauge: 1 or 0 per health check.
+//! - `pilothouse_check_up{check}`, gauge: 1 or 0 per health check that counts for `/healthz`.
 //!
 //! A failed reading is never exposed as a number: a dashboard or an alert sees the series
 //! vanish and `pilothouse_rule_metric_ok` drop to 0, not a fake zero.
@@ -47,6 +47,9 @@ pub struct Check {
     pub ok: bool,
     /// Why it failed, or what it found (a version); may be empty.
     pub detail: String,
+    /// Whether a failure makes the daemon unready. A check that does not count is shown in
+    /// `/healthz` for information only, its detail saying why, and left out of `/metrics`.
+    pub counts: bool,
 }
 
 /// What `/healthz` reports: one [`Check`] per target, per metric server and per running rule.
@@ -57,9 +60,9 @@ pub struct Health {
 }
 
 impl Health {
-    /// Whether every check passes; a daemon with nothing to check is ready.
+    /// Whether every check that counts passes; a daemon with nothing to check is ready.
     pub fn ready(&self) -> bool {
-        self.checks.iter().all(|check| check.ok)
+        self.checks.iter().all(|check| check.ok || !check.counts)
     }
 }
 
@@ -109,7 +112,8 @@ pub fn render_metrics(status: &Status, health: &Health) -> String {
 /// with one line per check.
 ///
 /// Each check's line is `NAME: ok` or `NAME: FAILING`, followed by its detail when it has one;
-/// line breaks inside a name or detail become spaces, so one check is always one line.
+/// a failing check that does not count is `NAME: DETAIL`, its detail saying why it does not.
+/// Line breaks inside a name or detail become spaces, so one check is always one line.
 pub fn render_health(health: &Health) -> (u16, String) {
     let ready = health.ready();
     let mut body = String::new();
@@ -125,9 +129,12 @@ pub fn render_health(health: &Health) -> (u16, String) {
 
 /// One check as one line of the health body.
 fn check_line(check: &Check) -> String {
-    let word = if check.ok { "ok" } else { "FAILING" };
     let name = one_line(&check.name);
     let detail = one_line(&check.detail);
+    if !check.ok && !check.counts {
+        return format!("{name}: {detail}");
+    }
+    let word = if check.ok { "ok" } else { "FAILING" };
     if detail.is_empty() {
         format!("{name}: {word}")
     } else {
@@ -302,9 +309,10 @@ fn check_up(health: &Health) -> Family {
     let mut family = Family::new(
         "pilothouse_check_up",
         Kind::Gauge,
-        "Whether a health check (a Docker target or a metric server) passes (1) or fails (0).",
+        "Whether a health check (a target, a metric server or a rule) passes (1) or fails (0); \
+         a check that does not count for /healthz is left out.",
     );
-    for check in &health.checks {
+    for check in health.checks.iter().filter(|check| check.counts) {
         let up = if check.ok { "1" } else { "0" };
         family.push(&[("check", &check.name)], up.to_string());
     }
@@ -423,11 +431,13 @@ mod tests {
                     name: "docker local".into(),
                     ok: true,
                     detail: "Docker 24.0.7".into(),
+                    counts: true,
                 },
                 Check {
                     name: "prometheus http://127.0.0.1:9090".into(),
                     ok: false,
                     detail: "connection refused".into(),
+                    counts: true,
                 },
             ],
         }
@@ -487,8 +497,8 @@ pilothouse_rule_scale_errors_total{rule=\"worker\"} 0
 those files held before keep running.
 # TYPE pilothouse_rule_load_errors gauge
 pilothouse_rule_load_errors 1
-# HELP pilothouse_check_up Whether a health check (a Docker target or a metric server) passes \
-(1) or fails (0).
+# HELP pilothouse_check_up Whether a health check (a target, a metric server or a rule) passes \
+(1) or fails (0); a check that does not count for /healthz is left out.
 # TYPE pilothouse_check_up gauge
 pilothouse_check_up{check=\"docker local\"} 1
 pilothouse_check_up{check=\"prometheus http://127.0.0.1:9090\"} 0
@@ -551,6 +561,7 @@ pilothouse_check_up{check=\"prometheus http://127.0.0.1:9090\"} 0
                 name: "docker \"a\\b\"\nc".into(),
                 ok: true,
                 detail: String::new(),
+                counts: true,
             }],
         };
         let text = render_metrics(&status, &health);
@@ -632,6 +643,34 @@ pilothouse_check_up{check=\"prometheus http://127.0.0.1:9090\"} 0
                     .to_string()
             )
         );
+    }
+
+    #[test]
+    fn a_failing_check_that_does_not_count_is_shown_but_neither_fails_health_nor_is_exposed() {
+        let mut health = two_checks();
+        health.checks[1].counts = false;
+        health.checks[1].detail = "not used: connection refused".into();
+        assert!(health.ready());
+        assert_eq!(
+            render_health(&health),
+            (
+                200,
+                "ok\ndocker local: ok Docker 24.0.7\n\
+                 prometheus http://127.0.0.1:9090: not used: connection refused\n"
+                    .to_string()
+            )
+        );
+        let text = render_metrics(&Status::default(), &health);
+        assert!(
+            text.contains("pilothouse_check_up{check=\"docker local\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("check=\"prometheus"), "{text}");
+
+        // The same check failing while it counts makes the daemon unready.
+        health.checks[1].counts = true;
+        assert!(!health.ready());
+        assert_eq!(render_health(&health).0, 503);
     }
 
     #[test]

@@ -21,10 +21,11 @@ use crate::autoscaler::observe::{self, Observed};
 use crate::autoscaler::status::{RuleState, RuleStatus};
 use crate::autoscaler::{self, Command, EngineHandle, Status, setup};
 use crate::config::Config;
-use crate::model::ConnState;
+use crate::model::{ConnState, PlatformKind};
 use crate::paths::Paths;
 use crate::platform::kubernetes::config as kube_config;
-use crate::rules::MetricSource;
+use crate::rules::{MetricSource, RuleTarget};
+use crate::store::TargetState;
 
 /// How long SIGTERM waits for the cycles in flight before the daemon exits regardless.
 pub const STOP_GRACE: Duration = Duration::from_millis(1200);
@@ -33,6 +34,10 @@ pub const STOP_GRACE: Duration = Duration::from_millis(1200);
 const ACTION_GRACE: Duration = Duration::from_millis(300);
 /// How long SIGTERM then waits for the HTTP listener's open connections.
 const HTTP_GRACE: Duration = Duration::from_millis(200);
+
+/// What `/healthz` says before the detail of the implicit Docker target when it is down and no
+/// running rule needs it.
+const NOT_USED: &str = "not used (no rule names it)";
 
 // The daemon promises to exit within 2 s of SIGTERM. The three waits run one after the other,
 // and `main` then gives the runtime up to 100 ms more to shut down, so together they must leave
@@ -97,6 +102,7 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
 
     // Workers and the engine's store.
     let targets = setup::docker_targets(options.docker_host.as_deref(), &config);
+    let implicit = setup::implicit_docker_target(options.docker_host.as_deref(), &config);
     let kube =
         setup::kube_targets(options.kube.clone(), &config).map_err(DaemonError::Kubernetes)?;
     let election = match &options.leader_election {
@@ -169,7 +175,12 @@ pub async fn run(options: Options, config: Config, paths: Paths) -> Result<(), D
             .prometheus
             .clone()
             .or(config.autoscaler.prometheus.clone());
-        let handler = handler(engine.status.clone(), Arc::clone(&observed), default);
+        let handler = handler(
+            engine.status.clone(),
+            Arc::clone(&observed),
+            default,
+            implicit,
+        );
         tokio::spawn(http::serve(listener, handler, http_stopped))
     });
 
@@ -230,10 +241,16 @@ fn handler(
     status: watch::Receiver<Arc<Status>>,
     observed: Observed,
     default_prometheus: Option<String>,
+    implicit_target: Option<&'static str>,
 ) -> Handler {
     Arc::new(move |path: &str| {
         let status = Arc::clone(&status.borrow());
-        let health = health(&status, &observed, default_prometheus.as_deref());
+        let health = health(
+            &status,
+            &observed,
+            default_prometheus.as_deref(),
+            implicit_target,
+        );
         http::route(
             path,
             || exposition::render_metrics(&status, &health),
@@ -247,8 +264,17 @@ fn handler(
 /// rule (its last cycle found the workload and read every metric). The daemon is healthy only
 /// when every check passes: a rule that cannot read its metrics holds its workload where it is,
 /// so a daemon whose rules all hold blind is not doing its job even when every server answers.
-pub fn health(status: &Status, observed: &Observed, default_prometheus: Option<&str>) -> Health {
-    let mut checks = target_checks(observed);
+///
+/// `implicit_target` is the Docker target added because none was configured (`local`): while
+/// no running rule names it, it is shown but does not count, so a daemon for Kubernetes alone
+/// on a host without Docker can be healthy.
+pub fn health(
+    status: &Status,
+    observed: &Observed,
+    default_prometheus: Option<&str>,
+    implicit_target: Option<&str>,
+) -> Health {
+    let mut checks = target_checks(observed, status, implicit_target);
     for (server, result) in prometheus_servers(status, default_prometheus) {
         let (ok, detail) = match result {
             Some(Ok(())) => (true, "answering".to_string()),
@@ -259,14 +285,20 @@ pub fn health(status: &Status, observed: &Observed, default_prometheus: Option<&
             name: format!("prometheus:{server}"),
             ok,
             detail,
+            counts: true,
         });
     }
     checks.extend(status.rules.iter().filter(|r| runs(r)).map(rule_check));
     Health { checks }
 }
 
-/// One check per target, named by its platform (`docker:local`, `k8s:prod`).
-fn target_checks(observed: &Observed) -> Vec<Check> {
+/// One check per target, named by its platform (`docker:local`, `k8s:prod`); the implicit
+/// Docker target does not count while no running rule names it.
+fn target_checks(
+    observed: &Observed,
+    status: &Status,
+    implicit_target: Option<&str>,
+) -> Vec<Check> {
     let store = observed
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -281,13 +313,28 @@ fn target_checks(observed: &Observed) -> Vec<Check> {
                 ConnState::Connecting => (false, "connecting".to_string()),
                 ConnState::Disconnected { error, .. } => (false, error.clone()),
             };
+            let counts = !unused_implicit(target, status, implicit_target);
+            let detail = if ok || counts {
+                detail
+            } else {
+                format!("{NOT_USED}: {detail}")
+            };
             Check {
                 name: format!("{}:{}", target.platform, target.name),
                 ok,
                 detail,
+                counts,
             }
         })
         .collect()
+}
+
+/// Whether `target` is the implicit Docker target and no running rule acts on it.
+fn unused_implicit(target: &TargetState, status: &Status, implicit_target: Option<&str>) -> bool {
+    let names_it = |rule: &RuleStatus| matches!(&rule.rule.target, RuleTarget::Docker { host, .. } if *host == target.name);
+    target.platform == PlatformKind::Docker
+        && implicit_target == Some(target.name.as_str())
+        && !status.rules.iter().filter(|r| runs(r)).any(names_it)
 }
 
 /// Whether the rule is evaluated: active, or standing by while another autoscaler acts (it
@@ -326,6 +373,7 @@ fn rule_check(rule: &RuleStatus) -> Check {
         name: format!("rule:{}", rule.name),
         ok,
         detail,
+        counts: true,
     }
 }
 
@@ -443,7 +491,7 @@ mod tests {
 
     fn checks(status: &Status) -> Vec<(String, bool, String)> {
         let observed = observed(&[("local", PlatformKind::Docker)]);
-        health(status, &observed, Some(SERVER))
+        health(status, &observed, Some(SERVER), Some("local"))
             .checks
             .into_iter()
             .map(|c| (c.name, c.ok, c.detail))
@@ -485,7 +533,12 @@ mod tests {
         let observed = observed(&[("local", PlatformKind::Docker)]);
         connect(&observed, "local", "27.0");
         let failing = evaluated(docker_rule(), Err("empty result".to_string()));
-        let health = health(&status(failing, Some(Ok(()))), &observed, Some(SERVER));
+        let health = health(
+            &status(failing, Some(Ok(()))),
+            &observed,
+            Some(SERVER),
+            Some("local"),
+        );
         assert!(!health.ready(), "{health:?}");
         let (code, body) = exposition::render_health(&health);
         assert_eq!(code, 503, "{body}");
@@ -496,7 +549,12 @@ mod tests {
         );
 
         let reading = evaluated(docker_rule(), Ok(4.0));
-        let health = super::health(&status(reading, Some(Ok(()))), &observed, Some(SERVER));
+        let health = super::health(
+            &status(reading, Some(Ok(()))),
+            &observed,
+            Some(SERVER),
+            Some("local"),
+        );
         let (code, body) = exposition::render_health(&health);
         assert_eq!(code, 200, "{body}");
         assert!(body.contains("rule:web: ok read every metric"), "{body}");
@@ -556,6 +614,94 @@ mod tests {
         );
     }
 
+    fn disconnect(observed: &Observed, target: &str, error: &str) {
+        observed
+            .lock()
+            .unwrap()
+            .apply(&crate::platform::Update::Connection {
+                target: target.to_string(),
+                state: ConnState::Disconnected {
+                    error: error.to_string(),
+                    retry_in_secs: 4,
+                },
+            });
+    }
+
+    fn kube_rule() -> Arc<crate::rules::Rule> {
+        rule("{ platform: kubernetes, context: prod, namespace: shop, workload: deployment/web }")
+    }
+
+    /// A cluster `prod` connected and a Docker target `local` that cannot be reached.
+    fn cluster_without_docker() -> Observed {
+        let observed = observed(&[
+            ("local", PlatformKind::Docker),
+            ("prod", PlatformKind::Kubernetes),
+        ]);
+        connect(&observed, "prod", "v1.31.0");
+        disconnect(&observed, "local", NO_SOCKET);
+        observed
+    }
+
+    const NO_SOCKET: &str = "cannot reach Docker at unix:///nonexistent/socket: no such socket";
+
+    #[test]
+    fn the_implicit_docker_target_no_rule_names_is_shown_as_not_used_and_keeps_the_daemon_ready() {
+        let observed = cluster_without_docker();
+        let status = status(evaluated(kube_rule(), Ok(2.0)), Some(Ok(())));
+        let health = health(&status, &observed, Some(SERVER), Some("local"));
+        let (code, body) = exposition::render_health(&health);
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body.contains(&format!(
+                "docker:local: not used (no rule names it): {NO_SOCKET}\n"
+            )),
+            "{body}"
+        );
+        assert!(body.contains("k8s:prod: ok k8s v1.31.0"), "{body}");
+        assert!(body.contains("rule:web: ok read every metric"), "{body}");
+        let metrics = exposition::render_metrics(&status, &health);
+        assert!(!metrics.contains("check=\"docker:local\""), "{metrics}");
+    }
+
+    #[test]
+    fn a_docker_target_that_was_configured_or_that_a_running_rule_names_fails_health_when_down() {
+        // Configured (`--docker-host` or `[[docker]]`): no implicit target.
+        let observed = cluster_without_docker();
+        let kube = status(evaluated(kube_rule(), Ok(2.0)), Some(Ok(())));
+        let (code, body) = exposition::render_health(&health(&kube, &observed, Some(SERVER), None));
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.contains(&format!("docker:local: FAILING {NO_SOCKET}\n")),
+            "{body}"
+        );
+
+        // Implicit, but an active rule acts on it.
+        let docker = status(evaluated(docker_rule(), Ok(2.0)), Some(Ok(())));
+        let health = health(&docker, &observed, Some(SERVER), Some("local"));
+        let (code, body) = exposition::render_health(&health);
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.contains(&format!("docker:local: FAILING {NO_SOCKET}\n")),
+            "{body}"
+        );
+
+        // A paused rule acts on nothing, so the implicit target is not used again.
+        let mut paused = evaluated(docker_rule(), Ok(2.0));
+        paused.state = RuleState::Paused;
+        let paused = status(paused, None);
+        let (code, body) = exposition::render_health(&super::health(
+            &paused,
+            &observed,
+            Some(SERVER),
+            Some("local"),
+        ));
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body.contains("docker:local: not used (no rule names it): "),
+            "{body}"
+        );
+    }
+
     #[test]
     fn a_kubernetes_target_and_its_rules_server_are_named_as_what_they_are() {
         let observed = observed(&[
@@ -567,11 +713,12 @@ mod tests {
             "{ platform: kubernetes, context: prod, namespace: shop, workload: deployment/web }",
         );
         let status = status(evaluated(kube, Ok(2.0)), Some(Err("timed out".to_string())));
-        let checks: Vec<(String, bool, String)> = health(&status, &observed, Some(SERVER))
-            .checks
-            .into_iter()
-            .map(|c| (c.name, c.ok, c.detail))
-            .collect();
+        let checks: Vec<(String, bool, String)> =
+            health(&status, &observed, Some(SERVER), Some("local"))
+                .checks
+                .into_iter()
+                .map(|c| (c.name, c.ok, c.detail))
+                .collect();
         assert_eq!(
             check(&checks, "k8s:prod"),
             &("k8s:prod".to_string(), true, "k8s v1.31.0".to_string())
