@@ -349,7 +349,9 @@ impl ContextOpener {
             prometheus: self.pod_usage.clone(),
             ..target
         };
-        readable_credentials(&target).map_err(|e| format!("cannot open context {name:?}: {e}"))?;
+        target
+            .readable_credentials()
+            .map_err(|e| format!("cannot open context {name:?}: {e}"))?;
         lock(&self.observed).add_target(&target.name, PlatformKind::Kubernetes);
         let started = self.spawner.kubernetes(target);
         tracing::info!(context = %started.name, endpoint = %started.endpoint, "context opened");
@@ -368,34 +370,6 @@ impl ContextOpener {
             one_line(&error_chain(error))
         )
     }
-}
-
-/// The files the context's user names for its credentials can be read: the worker reads them
-/// only when it connects, and a console opening a context says at once what is missing.
-fn readable_credentials(target: &kube_config::Target) -> Result<(), String> {
-    let user = &target.config.auth_info;
-    let files = [
-        (
-            "client-certificate",
-            &user.client_certificate,
-            user.client_certificate_data.is_some(),
-        ),
-        (
-            "client-key",
-            &user.client_key,
-            user.client_key_data.is_some(),
-        ),
-        ("tokenFile", &user.token_file, user.token.is_some()),
-    ];
-    for (field, path, inline) in files {
-        let Some(path) = path.as_ref().filter(|_| !inline) else {
-            continue;
-        };
-        if let Err(e) = std::fs::File::open(path) {
-            return Err(format!("its user's {field} {path} cannot be read: {e}"));
-        }
-    }
-    Ok(())
 }
 
 /// Quoted names, the first few of them, and how many more there are.

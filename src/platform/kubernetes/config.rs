@@ -40,6 +40,37 @@ pub struct Target {
     pub prometheus: Option<super::prom::PodQueries>,
 }
 
+impl Target {
+    /// Whether the files the context's user names for its credentials can be read; the error
+    /// names the kubeconfig field and the file. Checked before a client is made, since the
+    /// client would report a missing file without saying which.
+    pub fn readable_credentials(&self) -> Result<(), String> {
+        let user = &self.config.auth_info;
+        let files = [
+            (
+                "client-certificate",
+                &user.client_certificate,
+                user.client_certificate_data.is_some(),
+            ),
+            (
+                "client-key",
+                &user.client_key,
+                user.client_key_data.is_some(),
+            ),
+            ("tokenFile", &user.token_file, user.token.is_some()),
+        ];
+        for (field, path, inline) in files {
+            let Some(path) = path.as_ref().filter(|_| !inline) else {
+                continue;
+            };
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(format!("its user's {field} {path} cannot be read: {e}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why no target could be made; every message names the file and the context.
 #[derive(Debug, Error)]
 pub enum ConfigError {

@@ -130,6 +130,17 @@ impl Worker {
             return Outcome::Quit;
         }
         let url = self.target.config.cluster_url.to_string();
+        // A credential file that is missing is a fault of the kubeconfig, not of the network:
+        // say which file. It is still retried, for a file that is yet to be mounted.
+        if let Err(e) = self.target.readable_credentials() {
+            return Outcome::Lost {
+                error: format!(
+                    "cannot make a client for {url}: {e} (fix the kubeconfig's user or create \
+                     the file)"
+                ),
+                synced: false,
+            };
+        }
         let client = match Client::try_from(self.target.config.clone()) {
             Ok(client) => client,
             Err(e) => {
@@ -524,5 +535,59 @@ async fn roll_out(
             "revision {from} ({image}) failed and was rolled back to revision {to}: {reason}"
         )),
         rollout::Outcome::Failed { reason } => Err(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_client_certificate_is_reported_by_its_file_not_as_a_failed_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("gone.pem");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    \
+             server: http://127.0.0.1:9\ncontexts:\n- name: certless\n  context:\n    \
+             cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    client-certificate: {}\n    \
+             client-key-data: a2V5\n",
+            cert.display()
+        );
+        std::fs::write(&kubeconfig, text).unwrap();
+        let target = resolve(&Selection {
+            kubeconfig: Some(kubeconfig),
+            context: Some("certless".to_string()),
+            namespace: None,
+        })
+        .unwrap();
+        let (updates_tx, mut updates) = mpsc::channel(16);
+        let (requests_tx, requests) = mpsc::channel(1);
+        let worker = tokio::spawn(run(target, updates_tx, requests));
+
+        let error = loop {
+            let update = tokio::time::timeout(Duration::from_secs(5), updates.recv())
+                .await
+                .expect("a connection state within 5 s")
+                .expect("the worker runs");
+            if let Update::Connection {
+                state: ConnState::Disconnected { error, .. },
+                ..
+            } = update
+            {
+                break error;
+            }
+        };
+        assert_eq!(
+            error,
+            format!(
+                "cannot make a client for http://127.0.0.1:9/: its user's client-certificate {} \
+                 cannot be read: No such file or directory (os error 2) (fix the kubeconfig's \
+                 user or create the file)",
+                cert.display()
+            )
+        );
+        drop(requests_tx);
+        worker.await.unwrap();
     }
 }
