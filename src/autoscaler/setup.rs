@@ -212,7 +212,7 @@ pub fn kube_targets(
             })
             .collect()),
         Err(kube_config::ConfigError::NotFound { .. }) if !chosen => Ok(Vec::new()),
-        Err(e) => Err(one_line(&error_chain(&e))),
+        Err(e) => Err(crate::text::one_line(&error_chain(&e))),
     }
 }
 
@@ -367,7 +367,7 @@ impl ContextOpener {
         }
         format!(
             "cannot open context {name:?}: {}",
-            one_line(&error_chain(error))
+            crate::text::one_line(&error_chain(error))
         )
     }
 }
@@ -444,15 +444,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
-}
-
-/// A parser's message, which may quote the file over several lines, on one line.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
