@@ -280,6 +280,16 @@ fn an_image_that_never_gets_ready_is_rolled_back_and_exits_4() {
         "{}",
         text(&out.stdout)
     );
+
+    // The recorded rollout no longer tells the Deployment's state: status says so and shows
+    // the Deployment's own rollout (the bad image is not ready yet), not the old exit 4.
+    let out = h.run(&["rollout", "status", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("was followed by revision 4 (sandbox/web:1.5-unhealthy)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -475,6 +485,12 @@ fn a_kubeconfig_that_does_not_parse_is_one_line_naming_where() {
     let said = text(&out.stderr);
     assert_eq!(said.trim_end().lines().count(), 1, "{said}");
     assert!(said.starts_with("pilothouse: "), "{said}");
-    assert!(said.contains("bad-kubeconfig") && said.contains("line 5"), "{said}");
-    assert!(!said.contains("-->"), "the parser's excerpt is left out: {said}");
+    assert!(
+        said.contains("bad-kubeconfig") && said.contains("line 5"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("-->"),
+        "the parser's excerpt is left out: {said}"
+    );
 }

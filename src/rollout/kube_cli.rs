@@ -504,7 +504,15 @@ impl At<'_> {
     async fn rollout_status(&self, wait: bool, output: Output) -> Result<u8, Failure> {
         let files = self.files();
         let recorded = state::read_state(&files.state).map_err(Failure::failed)?;
-        if recorded.is_some() || state::is_running(&files) {
+        let running = state::is_running(&files);
+        let superseded = match &recorded {
+            Some(record) if !running => self.superseded(record).await?,
+            _ => None,
+        };
+        if let Some(note) = &superseded {
+            eprintln!("pilothouse: {note}");
+        }
+        if superseded.is_none() && (recorded.is_some() || running) {
             return super::cli::follow_state(
                 &files,
                 &self.workload.name,
@@ -533,6 +541,40 @@ impl At<'_> {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Why the recorded Pilothouse rollout, which has ended, no longer tells the workload's
+    /// state: the Deployment's template changed after it (a revision above every one the
+    /// rollout left, since revisions only grow; scaling makes none). `None` while it still does.
+    async fn superseded(&self, record: &state::RolloutState) -> Result<Option<String>, Failure> {
+        // Rolling back renumbers the revision returned to as the next one after the new
+        // revision, as `kubectl rollout undo` does.
+        let undone = u32::from(record.phase != Phase::Succeeded);
+        let left = record
+            .replicas
+            .iter()
+            .map(|r| r.revision)
+            .chain([
+                record.to_revision.saturating_add(undone),
+                record.from_revision,
+            ])
+            .max()
+            .unwrap_or(0);
+        let revisions = self.revisions().await?;
+        let Some(current) = revisions.iter().find(|r| r.current) else {
+            return Ok(None);
+        };
+        if current.number <= u64::from(left) {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "the last Pilothouse rollout of {} ({}, up to revision {left}) was followed by \
+             revision {} ({}); showing the Deployment's own rollout status",
+            sanitize_plain(&self.workload.name),
+            record.phase.as_str(),
+            current.number,
+            sanitize_plain(&current.image),
+        )))
     }
 
     fn print_own_status(&self, status: &RolloutStatus, output: Output) {
