@@ -92,30 +92,31 @@ impl PrometheusSource {
 
     /// One value now: the query must give exactly one finite number.
     pub async fn query_instant(&self, query: &str) -> Result<f64, MetricError> {
-        let asked = Asked::new(self, query);
-        let request = self.client.query(query).timeout(self.timeout_millis());
-        let result = match request.get_raw().await {
-            Ok(response) => read_answer(&asked, response).await,
-            Err(err) => Err(asked.send_failed(err)),
-        };
-        let value = result.and_then(|result| one_value(&asked, result.into_inner().0));
-        log_failure(&asked, &value);
-        value
+        self.instant(query, one_value).await
     }
 
     /// Every series of an instant vector now, with its labels; none is not an error here, as
     /// a vector query may rightly match nothing. Values are as the server sent them, NaN and
     /// infinities included, for the caller to judge one series at a time.
     pub async fn query_vector(&self, query: &str) -> Result<Vector, MetricError> {
+        self.instant(query, every_series).await
+    }
+
+    /// An instant query, its answer's data read by `read`.
+    async fn instant<T>(
+        &self,
+        query: &str,
+        read: fn(&Asked<'_>, Data) -> Result<T, MetricError>,
+    ) -> Result<T, MetricError> {
         let asked = Asked::new(self, query);
         let request = self.client.query(query).timeout(self.timeout_millis());
         let result = match request.get_raw().await {
             Ok(response) => read_answer(&asked, response).await,
             Err(err) => Err(asked.send_failed(err)),
         };
-        let series = result.and_then(|result| every_series(&asked, result.into_inner().0));
-        log_failure(&asked, &series);
-        series
+        let value = result.and_then(|result| read(&asked, result.into_inner().0));
+        log_failure(&asked, &value);
+        value
     }
 
     /// The values of one series from `from` to `to`, one every `step`, oldest first.
