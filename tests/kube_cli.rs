@@ -287,7 +287,8 @@ fn an_image_that_never_gets_ready_is_rolled_back_and_exits_4() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("was followed by revision 4 (sandbox/web:1.5-unhealthy)"),
+        stderr.contains("(rolled-back, on revision 3) was followed by revision")
+            && stderr.contains("(sandbox/web:1.5-unhealthy); showing the Deployment's own"),
         "{stderr}"
     );
 }

@@ -544,31 +544,32 @@ impl At<'_> {
     }
 
     /// Why the recorded Pilothouse rollout, which has ended, no longer tells the workload's
-    /// state: the Deployment's template changed after it (a revision above every one the
-    /// rollout left, since revisions only grow; scaling makes none). `None` while it still does.
+    /// state: the Deployment's template is no longer the revision that rollout left it on (a
+    /// rollback or `kubectl set image` came after; scaling changes no template). `None` while
+    /// it still is, and for a rollout that failed (what it left is not known).
     async fn superseded(&self, record: &state::RolloutState) -> Result<Option<String>, Failure> {
-        // Rolling back renumbers the revision returned to as the next one after the new
-        // revision, as `kubectl rollout undo` does.
-        let undone = u32::from(record.phase != Phase::Succeeded);
-        let left = record
-            .replicas
-            .iter()
-            .map(|r| r.revision)
-            .chain([
-                record.to_revision.saturating_add(undone),
-                record.from_revision,
-            ])
-            .max()
-            .unwrap_or(0);
+        let left = match record.phase {
+            Phase::Succeeded => record.to_revision,
+            // Rolling back renumbers the revision returned to as the one after the new
+            // revision, as `kubectl rollout undo` does.
+            Phase::RolledBack => record
+                .replicas
+                .iter()
+                .map(|r| r.revision)
+                .chain([record.to_revision.saturating_add(1)])
+                .max()
+                .unwrap_or(0),
+            _ => return Ok(None),
+        };
         let revisions = self.revisions().await?;
         let Some(current) = revisions.iter().find(|r| r.current) else {
             return Ok(None);
         };
-        if current.number <= u64::from(left) {
+        if current.number == u64::from(left) {
             return Ok(None);
         }
         Ok(Some(format!(
-            "the last Pilothouse rollout of {} ({}, up to revision {left}) was followed by \
+            "the last Pilothouse rollout of {} ({}, on revision {left}) was followed by \
              revision {} ({}); showing the Deployment's own rollout status",
             sanitize_plain(&self.workload.name),
             record.phase.as_str(),
