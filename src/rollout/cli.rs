@@ -729,17 +729,8 @@ async fn drive(job: &Job, output: Output) -> Outcome {
     let rollout = run::run(job, &events_tx);
     tokio::pin!(rollout);
     let mut interrupts = 0;
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut signals = Interruptions::new();
     loop {
-        let terminated = async {
-            match sigterm.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             outcome = &mut rollout => {
                 while let Ok(state) = events.try_recv() {
@@ -749,8 +740,7 @@ async fn drive(job: &Job, output: Output) -> Outcome {
                 return outcome;
             }
             Some(state) = events.recv() => printer.show(&state),
-            _ = tokio::signal::ctrl_c() => interrupts += 1,
-            _ = terminated => interrupts += 1,
+            () = signals.next() => interrupts += 1,
         }
         if interrupts > 0 {
             printer.clear_live();
@@ -1084,6 +1074,37 @@ async fn start_in_background(
         }
     }
     run_in_background(&files, args.workload.trim(), &status).await
+}
+
+/// Ctrl-C and SIGTERM, as what interrupts a rollout run in the foreground.
+pub(crate) struct Interruptions {
+    /// `None` when SIGTERM could not be listened for; Ctrl-C still counts.
+    sigterm: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interruptions {
+    pub(crate) fn new() -> Interruptions {
+        let terminate = tokio::signal::unix::SignalKind::terminate();
+        Interruptions {
+            sigterm: tokio::signal::unix::signal(terminate).ok(),
+        }
+    }
+
+    /// Waits for the next Ctrl-C or SIGTERM.
+    pub(crate) async fn next(&mut self) {
+        let terminated = async {
+            match self.sigterm.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminated => {}
+        }
+    }
 }
 
 /// `word` as one word of a shell command line: as it is when it holds nothing a shell reads

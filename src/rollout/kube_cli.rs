@@ -33,7 +33,7 @@ use crate::platform::kubernetes::actions::{
 };
 use crate::platform::kubernetes::rollout::{self as kube_rollout, Outcome, Progress};
 use crate::platform::kubernetes::watch::client_cause;
-use crate::platform::kubernetes::{self, Selection, config as kube_config};
+use crate::platform::kubernetes::{self, Selection, config as kube_config, convert};
 use crate::text::{display_width, one_line, pad, sanitize_plain};
 
 /// The origin of the command line's actions in the audit log.
@@ -168,6 +168,17 @@ fn refuse_docker_flags(args: &TargetArgs) -> Result<(), Failure> {
 }
 
 /// The flags of a Docker rollout that a Deployment's own strategy and probes replace.
+/// `--timeout`, read as a duration.
+fn run_timeout(run: &RunArgs) -> Result<Option<Duration>, Failure> {
+    run.timeout
+        .as_deref()
+        .map(|text| {
+            crate::rules::parse_duration(text)
+                .map_err(|why| Failure::usage(format!("--timeout {text:?} {why}")))
+        })
+        .transpose()
+}
+
 fn refuse_docker_run_flags(run: &RunArgs) -> Result<(), Failure> {
     let given = [
         ("--max-surge", run.max_surge.is_some()),
@@ -289,13 +300,7 @@ fn parse_kind_and_name(text: &str) -> Result<(WorkloadKind, &str), Failure> {
             }
         },
     };
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let valid = convert::is_object_name(name);
     if !valid {
         return Err(Failure::usage(format!(
             "{:?} is not a Kubernetes object name (lowercase letters, digits, '-' and '.', \
@@ -423,14 +428,7 @@ impl At<'_> {
     /// its own that this one waits for only until it has started.
     async fn rollout(&self, image: &str, run: &RunArgs) -> Result<u8, Failure> {
         refuse_docker_run_flags(run)?;
-        let timeout = run
-            .timeout
-            .as_deref()
-            .map(|text| {
-                crate::rules::parse_duration(text)
-                    .map_err(|why| Failure::usage(format!("--timeout {text:?} {why}")))
-            })
-            .transpose()?;
+        let timeout = run_timeout(run)?;
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(Failure::usage("--timeout must be at least 1s"));
         }
@@ -636,14 +634,7 @@ impl At<'_> {
     /// until the controller has rolled it out.
     async fn rollback(&self, to_revision: Option<u32>, run: &RunArgs) -> Result<u8, Failure> {
         refuse_docker_run_flags(run)?;
-        let timeout = run
-            .timeout
-            .as_deref()
-            .map(|text| {
-                crate::rules::parse_duration(text)
-                    .map_err(|why| Failure::usage(format!("--timeout {text:?} {why}")))
-            })
-            .transpose()?;
+        let timeout = run_timeout(run)?;
         let revisions = self.revisions().await?;
         let from = revisions.iter().find(|r| r.current).map_or(0, |r| r.number);
         let chosen = match to_revision {
@@ -860,17 +851,8 @@ async fn drive(job: &kube_rollout::Job, printer: &mut Printer) -> Outcome {
     let rollout = kube_rollout::run(job, &progress_tx, abort);
     tokio::pin!(rollout);
     let mut interrupts = 0u32;
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut signals = super::cli::Interruptions::new();
     loop {
-        let terminated = async {
-            match sigterm.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             outcome = &mut rollout => {
                 while let Ok(now) = progress.try_recv() {
@@ -879,8 +861,7 @@ async fn drive(job: &kube_rollout::Job, printer: &mut Printer) -> Outcome {
                 return outcome;
             }
             Some(now) = progress.recv() => printer.show(&now),
-            _ = tokio::signal::ctrl_c() => interrupts += 1,
-            _ = terminated => interrupts += 1,
+            () = signals.next() => interrupts += 1,
         }
         if interrupts == 1 {
             interrupts += 1;
