@@ -703,13 +703,7 @@ fn check_type(resource: &ResourceType, object: &mut Value) -> Result<(), ApiErro
 
 /// Object names are DNS subdomains: lower-case letters, digits, '-' and '.'.
 fn check_name(resource: &ResourceType, name: &str) -> Result<(), ApiError> {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let valid = crate::platform::kubernetes::convert::is_object_name(name);
     if valid {
         Ok(())
     } else {

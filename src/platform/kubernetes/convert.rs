@@ -30,6 +30,18 @@ use super::actions::ROLLED_BACK_ANNOTATION;
 /// How long a running pod that is not Ready yet counts as starting rather than unhealthy.
 pub const STARTING_GRACE: Duration = Duration::seconds(30);
 
+/// Whether `name` can name an object: a DNS subdomain (RFC 1123) of lower-case letters,
+/// digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters.
+pub fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// `NAMESPACE/NAME` of an object.
 pub fn qualified(meta: &ObjectMeta) -> String {
     format!(

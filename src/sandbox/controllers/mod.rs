@@ -40,7 +40,7 @@ pub async fn run(cluster: Arc<Cluster>, timing: pods::Timing, mut shutdown: watc
         let started = std::time::Instant::now();
         let cluster = cluster.clone();
         let pass = tokio::task::spawn_blocking(move || {
-            pass_with(&cluster, timing, &mut cache);
+            pass(&cluster, timing, &mut cache);
             cache
         })
         .await;
@@ -54,11 +54,6 @@ pub async fn run(cluster: Arc<Cluster>, timing: pods::Timing, mut shutdown: watc
     }
 }
 
-/// One pass of every controller.
-pub fn pass(cluster: &Cluster, timing: pods::Timing) {
-    pass_with(cluster, timing, &mut IndexCache::default());
-}
-
 /// The pod index of the last pass, and the pods' last write it was made at.
 #[derive(Default)]
 struct IndexCache {
@@ -69,7 +64,7 @@ struct IndexCache {
 /// One pass of every controller, reading the pods again only when one was written since the
 /// index in `cache` was made: on a cluster of many pods that do not change, a pass then costs
 /// next to nothing and holds the store's lock only briefly.
-fn pass_with(cluster: &Cluster, timing: pods::Timing, cache: &mut IndexCache) {
+fn pass(cluster: &Cluster, timing: pods::Timing, cache: &mut IndexCache) {
     pods::tick(cluster, timing);
 
     let pods_written = cluster.store.read(|inner| inner.last_write(&PODS));
